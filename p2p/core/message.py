@@ -1,0 +1,302 @@
+"""The plaintext message: DIDComm v2's message model as a CBOR map.
+
+Field names and meanings are DIDComm v2.1's (id, type, from, to, thid, pthid,
+created_time, expires_time, body, attachments); the encoding is a CBOR map in core
+deterministic form (spec/03-messages.md). Times are integer seconds since the Unix
+epoch, as in DIDComm. What DIDComm leaves open and p2p fixes: size limits, a `crit`
+list naming extension fields a receiver must understand, and CBOR-native attachment
+data (a byte string instead of base64).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import cbor
+from .errors import (
+    ClockSkew,
+    InvalidField,
+    InvalidMessage,
+    LocalError,
+    MessageExpired,
+    MissingField,
+    UnknownCriticalField,
+)
+
+# Limits (spec/03-messages.md section "Limits").
+MAX_MESSAGE_BYTES = 262_144
+MAX_ID_CHARS = 128
+MAX_TYPE_CHARS = 256
+MAX_DID_CHARS = 4096
+MAX_RECIPIENTS = 16
+MAX_ATTACHMENTS = 32
+MAX_CRIT = 16
+DEFAULT_MAX_SKEW = 300  # seconds a sender's clock may run ahead of ours
+
+# DIDComm message type URI: <doc-uri>/<protocol-name>/<major>.<minor>/<message-name>
+_TYPE_RE = re.compile(r"^[a-z][a-z0-9+.-]*:[^\s]*?/([a-z0-9._-]+)/(\d+)\.(\d+)/([a-z0-9._-]+)$", re.I)
+_ID_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+
+KNOWN_FIELDS = frozenset(
+    {"id", "type", "from", "to", "thid", "pthid", "created_time", "expires_time", "body",
+     "attachments", "crit", "please_ack", "ack"}
+)
+_ATTACHMENT_FIELDS = frozenset(
+    {"id", "description", "filename", "media_type", "format", "lastmod_time", "byte_count", "data"}
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """One attachment. `data` holds exactly one of: inline `bytes`, `links` with a
+    `hash` (BLAKE2b-256 of the content, so a link cannot swap it), or `cbor` (an
+    embedded value)."""
+
+    id: str
+    data: dict
+    media_type: str | None = None
+    filename: str | None = None
+    description: str | None = None
+    format: str | None = None
+    lastmod_time: int | None = None
+    byte_count: int | None = None
+
+    def to_map(self) -> dict:
+        out: dict[str, Any] = {"id": self.id, "data": self.data}
+        for name in ("media_type", "filename", "description", "format", "lastmod_time", "byte_count"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        return out
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    id: str
+    type: str
+    body: dict = field(default_factory=dict)
+    frm: str | None = None  # "from" on the wire; a Python keyword here
+    to: tuple[str, ...] | None = None
+    thid: str | None = None
+    pthid: str | None = None
+    created_time: int | None = None
+    expires_time: int | None = None
+    attachments: tuple[Attachment, ...] = ()
+    please_ack: tuple[str, ...] | None = None
+    ack: tuple[str, ...] | None = None
+    extensions: dict = field(default_factory=dict)  # unknown fields, kept as received
+    crit: tuple[str, ...] = ()
+
+    @property
+    def thread_id(self) -> str:
+        """A message with no thid starts its own thread (DIDComm v2 section 'Threads')."""
+        return self.thid or self.id
+
+    def to_map(self) -> dict:
+        out: dict[str, Any] = dict(self.extensions)
+        out["id"] = self.id
+        out["type"] = self.type
+        out["body"] = self.body
+        if self.frm is not None:
+            out["from"] = self.frm
+        if self.to is not None:
+            out["to"] = list(self.to)
+        for name in ("thid", "pthid", "created_time", "expires_time"):
+            value = getattr(self, name)
+            if value is not None:
+                out[name] = value
+        if self.attachments:
+            out["attachments"] = [a.to_map() for a in self.attachments]
+        if self.please_ack is not None:
+            out["please_ack"] = list(self.please_ack)
+        if self.ack is not None:
+            out["ack"] = list(self.ack)
+        if self.crit:
+            out["crit"] = list(self.crit)
+        return out
+
+
+def encode(message: Message) -> bytes:
+    """Validate `message` as a receiver would, then encode it deterministically.
+
+    A message we would reject on receipt is our caller's bug, so it raises LocalError.
+    """
+    wire = message.to_map()
+    try:
+        parse_map(wire)
+    except InvalidMessage as exc:
+        raise LocalError(f"refusing to encode an invalid message: {exc.code}: {exc.detail}") from None
+    data = cbor.dumps(wire)
+    if len(data) > MAX_MESSAGE_BYTES:
+        raise LocalError(f"message is {len(data)} bytes; the limit is {MAX_MESSAGE_BYTES}")
+    return data
+
+
+def decode(data: bytes, *, now: int | None = None, max_skew: int = DEFAULT_MAX_SKEW,
+           understood: frozenset[str] = frozenset()) -> Message:
+    """Parse and validate a plaintext message.
+
+    With `now`, also check time: expired -> MessageExpired, created more than
+    `max_skew` seconds in the future -> ClockSkew. `understood` names extension
+    fields the caller handles, so they may appear in `crit`.
+    """
+    message = parse_map(cbor.loads(data, max_size=MAX_MESSAGE_BYTES), understood=understood)
+    if now is not None:
+        check_time(message, now=now, max_skew=max_skew)
+    return message
+
+
+def check_time(message: Message, *, now: int, max_skew: int = DEFAULT_MAX_SKEW) -> None:
+    if message.expires_time is not None and message.expires_time <= now:
+        raise MessageExpired(f"expired at {message.expires_time}, now is {now}")
+    if message.created_time is not None and message.created_time > now + max_skew:
+        raise ClockSkew(
+            f"created_time {message.created_time} is {message.created_time - now}s ahead; at most {max_skew}s allowed"
+        )
+
+
+# --- field checks -----------------------------------------------------------
+
+
+def _text(m: dict, name: str, *, required: bool = False, limit: int, pattern: re.Pattern | None = None) -> str | None:
+    if name not in m:
+        if required:
+            raise MissingField(name)
+        return None
+    value = m[name]
+    if type(value) is not str:
+        raise InvalidField(f"{name}: expected text, got {_kind(value)}")
+    if not value or len(value) > limit:
+        raise InvalidField(f"{name}: length {len(value)} outside 1..{limit}")
+    if pattern is not None and not pattern.match(value):
+        raise InvalidField(f"{name}: {value[:80]!r} is not well formed")
+    return value
+
+
+def _did(m: dict, name: str, value: Any) -> str:
+    if type(value) is not str:
+        raise InvalidField(f"{name}: expected a DID as text, got {_kind(value)}")
+    if not value.startswith("did:") or len(value) > MAX_DID_CHARS or value.count(":") < 2:
+        raise InvalidField(f"{name}: {value[:80]!r} is not a DID")
+    return value
+
+
+def _time(m: dict, name: str) -> int | None:
+    if name not in m:
+        return None
+    value = m[name]
+    if type(value) is not int or value < 0 or value >= 2**63:
+        raise InvalidField(f"{name}: expected seconds since the epoch as an unsigned integer")
+    return value
+
+
+def _text_list(m: dict, name: str, limit: int) -> tuple[str, ...] | None:
+    if name not in m:
+        return None
+    value = m[name]
+    if type(value) is not list or len(value) > limit:
+        raise InvalidField(f"{name}: expected a list of at most {limit} text strings")
+    for item in value:
+        if type(item) is not str or not item or len(item) > MAX_TYPE_CHARS:
+            raise InvalidField(f"{name}: every entry must be non-empty text")
+    return tuple(value)
+
+
+def _kind(value: Any) -> str:
+    return {bytes: "bytes", str: "text", int: "integer", list: "array", dict: "map",
+            bool: "boolean", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _attachment(index: int, a: Any) -> Attachment:
+    where = f"attachments[{index}]"
+    if type(a) is not dict:
+        raise InvalidField(f"{where}: expected a map")
+    unknown = [k for k in a if k not in _ATTACHMENT_FIELDS]
+    if unknown:
+        raise InvalidField(f"{where}: unknown field {unknown[0]!r}")
+    aid = _text(a, "id", required=True, limit=MAX_ID_CHARS, pattern=_ID_RE)
+    data = a.get("data")
+    if type(data) is not dict:
+        raise (MissingField if data is None else InvalidField)(f"{where}.data")
+    forms = [k for k in ("bytes", "links", "cbor") if k in data]
+    if len(forms) != 1 or any(k not in ("bytes", "links", "cbor", "hash") for k in data):
+        raise InvalidField(f"{where}.data: exactly one of bytes, links, cbor (with an optional hash)")
+    if "bytes" in data and type(data["bytes"]) is not bytes:
+        raise InvalidField(f"{where}.data.bytes: expected a byte string")
+    if "links" in data:
+        links = data["links"]
+        if type(links) is not list or not links or not all(type(x) is str and x for x in links):
+            raise InvalidField(f"{where}.data.links: expected a non-empty list of URLs")
+        if "hash" not in data:
+            raise MissingField(f"{where}.data.hash: required with links")
+    if "hash" in data and (type(data["hash"]) is not bytes or len(data["hash"]) != 32):
+        raise InvalidField(f"{where}.data.hash: expected 32 bytes (BLAKE2b-256)")
+    kwargs = {}
+    for name in ("media_type", "filename", "description", "format"):
+        kwargs[name] = _text(a, name, limit=MAX_TYPE_CHARS if name != "description" else 4096)
+    for name in ("lastmod_time", "byte_count"):
+        kwargs[name] = _time(a, name)
+    return Attachment(id=aid, data=data, **kwargs)
+
+
+def parse_map(m: Any, *, understood: frozenset[str] = frozenset()) -> Message:
+    """Validate a decoded CBOR value as a message; raises an InvalidMessage subclass."""
+    if type(m) is not dict:
+        raise InvalidMessage(f"a message is a CBOR map, got {_kind(m)}")
+    for key in m:
+        if type(key) is not str:
+            raise InvalidField(f"message field names are text, got {_kind(key)}")
+    crit = _text_list(m, "crit", MAX_CRIT) or ()
+    for name in crit:
+        if name not in KNOWN_FIELDS and name not in understood:
+            raise UnknownCriticalField(name)
+        if name not in m:
+            raise InvalidField(f"crit names {name!r}, which is absent")
+    mid = _text(m, "id", required=True, limit=MAX_ID_CHARS, pattern=_ID_RE)
+    mtype = _text(m, "type", required=True, limit=MAX_TYPE_CHARS, pattern=_TYPE_RE)
+    if "body" not in m:
+        raise MissingField("body")
+    body = m["body"]
+    if type(body) is not dict:
+        raise InvalidField(f"body: expected a map, got {_kind(body)}")
+    frm = _did(m, "from", m["from"]) if "from" in m else None
+    to = None
+    if "to" in m:
+        if type(m["to"]) is not list or not m["to"] or len(m["to"]) > MAX_RECIPIENTS:
+            raise InvalidField(f"to: expected a list of 1..{MAX_RECIPIENTS} DIDs")
+        to = tuple(_did(m, "to", d) for d in m["to"])
+    thid = _text(m, "thid", limit=MAX_ID_CHARS, pattern=_ID_RE)
+    pthid = _text(m, "pthid", limit=MAX_ID_CHARS, pattern=_ID_RE)
+    created = _time(m, "created_time")
+    expires = _time(m, "expires_time")
+    if created is not None and expires is not None and expires < created:
+        raise InvalidField("expires_time is before created_time")
+    attachments: tuple[Attachment, ...] = ()
+    if "attachments" in m:
+        raw = m["attachments"]
+        if type(raw) is not list or len(raw) > MAX_ATTACHMENTS:
+            raise InvalidField(f"attachments: expected a list of at most {MAX_ATTACHMENTS}")
+        attachments = tuple(_attachment(i, a) for i, a in enumerate(raw))
+        ids = [a.id for a in attachments]
+        if len(set(ids)) != len(ids):
+            raise InvalidField("attachments: ids must be unique within a message")
+    please_ack = _text_list(m, "please_ack", 4)
+    ack = _text_list(m, "ack", 64)
+    extensions = {k: v for k, v in m.items() if k not in KNOWN_FIELDS}
+    return Message(
+        id=mid, type=mtype, body=body, frm=frm, to=to, thid=thid, pthid=pthid,
+        created_time=created, expires_time=expires, attachments=attachments,
+        please_ack=please_ack, ack=ack, extensions=extensions, crit=tuple(crit),
+    )
+
+
+def piuri(message_type: str) -> tuple[str, str, int, int, str]:
+    """Split a message type URI into (doc-uri, protocol, major, minor, message name)."""
+    match = _TYPE_RE.match(message_type)
+    if not match:
+        raise InvalidField(f"type: {message_type[:80]!r} is not a message type URI")
+    protocol, major, minor, name = match.groups()
+    doc = message_type[: match.start(1)].rstrip("/")
+    return doc, protocol, int(major), int(minor), name
