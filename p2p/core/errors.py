@@ -146,3 +146,21 @@ class NonceExhausted(LocalError):
 
 class StateError(LocalError):
     code = "state-error"
+
+
+class BadArgument(LocalError):
+    """Our caller passed a value the API cannot use (wrong length, too large...)."""
+
+    code = "bad-argument"
+
+
+class MalformedFrame(RemoteError):
+    """A decrypted transport plaintext whose chunk header p2p does not accept."""
+
+    code = "malformed-frame"
+
+
+class UnsupportedProtocol(RemoteError):
+    """The preamble names a protocol version or handshake pattern we do not speak."""
+
+    code = "unsupported-protocol"

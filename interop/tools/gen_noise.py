@@ -1,0 +1,360 @@
+#!/usr/bin/env python3
+"""Write interop/vectors/noise/*.json: Noise handshakes, frames and the chunked channel.
+
+Run from the repository root: `python interop/tools/gen_noise.py`. Expected values
+come from our implementation, except the two cacophony cases whose expectations are
+copied from the published vectors; tests/test_noise.py replays every noise_transcript
+vector through the independent `noiseprotocol` library as well.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import pathlib
+import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "interop"))
+
+from ops_noise import OPS  # noqa: E402
+
+from p2p.core.errors import P2PError  # noqa: E402
+from p2p.core.noise import public_key  # noqa: E402
+
+OUT = ROOT / "interop" / "vectors" / "noise"
+
+# Copied from haskell-cryptography/cacophony, vectors/cacophony.txt (commit
+# 8ee9d41e34a1a596cfa3ab12aa4069ff87dc1247), the entries for
+# Noise_XX_25519_ChaChaPoly_BLAKE2b and Noise_IK_25519_ChaChaPoly_BLAKE2b.
+CACOPHONY_PAYLOADS = [
+    "4c756477696720766f6e204d69736573",
+    "4d757272617920526f746862617264",
+    "462e20412e20486179656b",
+    "4361726c204d656e676572",
+    "4a65616e2d426170746973746520536179",
+    "457567656e2042f6686d20766f6e2042617765726b",
+]
+CACOPHONY_COMMON = {
+    "init_prologue": "4a6f686e2047616c74",
+    "init_static": "e61ef9919cde45dd5f82166404bd08e38bceb5dfdfded0a34c8df7ed542214d1",
+    "init_ephemeral": "893e28b9dc6ca8d611ab664754b8ceb7bac5117349a4439a6b0569da977c464a",
+    "resp_prologue": "4a6f686e2047616c74",
+    "resp_static": "4a3acbfdb163dec651dfa3194dece676d437029c62a408b4c5ea9114246e4893",
+    "resp_ephemeral": "bbdb4cdbd309f1a1f2e1456967fe288cadd6f712d65dc7b7793d5e63da6b375b",
+}
+CACOPHONY_XX = {
+    "handshake_hash": "8cf47d7b3cb5804c0109d48e8bcdbee2cbb65687d8ea2c92994ca361fb86151a"
+    "d93627b98936cbb32de56e8abb21def3925011ac3e35db9cbeea73ab9a4392c2",
+    "ciphertexts": [
+        "ca35def5ae56cec33dc2036731ab14896bc4c75dbb07a61f879f8e3afa4c7944"
+        "4c756477696720766f6e204d69736573",
+        "95ebc60d2b1fa672c1f46a8aa265ef51bfe38e7ccb39ec5be34069f144808843"
+        "0505b6745ce64a5f33f0e8e3b83f11ce8802bca507f4f2d8b564dbe277e19661"
+        "16e132faa2dfd70b8b077b9f94b913df5056ae1319469b824a98d54bbaa82c32"
+        "5595587064f978c4b6d104f7596e6f",
+        "99579e1c1ee15e422a57ddd6b16d37087b17558e8369c18991b4b2ca3a824abf"
+        "904cdcf5458b5431a75af034ca9e9b982de039eaaf156775e2d580cd4e5ebae8"
+        "9c3f8cb2594b556d8a8169",
+        "fc56eea290b3f3a21aac0c70cd5787b5ee99be37d2f4d751329b55",
+        "bb31c9da10d5639a4cdb88a12f5c61de41bbc7df09bf75d94f8184fe4157f5c68f",
+        "f6199cadb152fb27f82be0a0891ec76a33598ae92a46cab2fb5a8ed5bf48b7f267f8370af7",
+    ],
+}
+CACOPHONY_IK = {
+    "init_remote_static": "31e0303fd6418d2f8c0e78b91f22e8caed0fbe48656dcf4767e4834f701b8f62",
+    "handshake_hash": "1c8fa891cb414fedba6daa7c6f4ae0a6d98e5f9768cc9cecd27e805614943ee9"
+    "c8a1b27fbfb76dc197255c8aa69f6b4285c423840b8bedf45e652ca64f797d81",
+    "ciphertexts": [
+        "ca35def5ae56cec33dc2036731ab14896bc4c75dbb07a61f879f8e3afa4c7944"
+        "ba83a447b38c83e327ad936929812f624884847b7831e95e197b2f797088efdd"
+        "2f88f1db7e1fb0e99c64419097af91cee64e470f4b6fcd9298ce0b56fe20f86e"
+        "13bf70439c538e3602a7127af71a29cc",
+        "95ebc60d2b1fa672c1f46a8aa265ef51bfe38e7ccb39ec5be34069f144808843"
+        "9f069b267a06b3de3ecb1043bcb098e9af91d9c64748d998c7b47890871571",
+        "cd54383060e7a28434cca27fb1cc524cfbabeb18181589df219d07",
+        "a856d3bf0246bfc476c655009cd1ed677b8dcc5b349ae8ef2a05f2",
+        "49063084b2c51f098337cb8a13739ac848f907e67cfb2cc8a8b60586467aa02fc7",
+        "8b9709d23b47e4639df7678d7a21741eba4ef1e9c60383001c7435549c20f9d56f30e935d3",
+    ],
+}
+
+XX = "Noise_XX_25519_ChaChaPoly_BLAKE2b"
+IK = "Noise_IK_25519_ChaChaPoly_BLAKE2b"
+P2P_PROLOGUE = b"p2p/1".hex()
+
+
+def key(label: str) -> str:
+    """A fixed X25519 private key per label, so vectors are reproducible."""
+    return hashlib.blake2b(b"p2p interop noise " + label.encode(), digest_size=32).hexdigest()
+
+
+def keys(pattern_name: str, prologue: str = P2P_PROLOGUE) -> dict:
+    req = {
+        "protocol_name": pattern_name,
+        "init_prologue": prologue,
+        "init_static": key("alice static"),
+        "init_ephemeral": key("alice ephemeral"),
+        "resp_prologue": prologue,
+        "resp_static": key("bob static"),
+        "resp_ephemeral": key("bob ephemeral"),
+    }
+    if pattern_name == IK:
+        req["init_remote_static"] = public_key(bytes.fromhex(key("bob static"))).hex()
+    return req
+
+
+def channel_keys(pattern_name: str) -> dict:
+    req = keys(pattern_name)
+    del req["init_prologue"], req["resp_prologue"]  # the channel fixes "p2p/1"
+    return req
+
+
+def run(op: str, request: dict) -> dict:
+    return OPS[op](json.loads(json.dumps(request)))
+
+
+def flip(hexstr: str, index: int) -> str:
+    raw = bytearray.fromhex(hexstr)
+    raw[index] ^= 0x01
+    return raw.hex()
+
+
+CASES: list[tuple[str, dict]] = []
+
+
+def ok(name: str, description: str, op: str, request: dict, expect: dict | None = None) -> None:
+    reply = run(op, request)
+    if expect is not None and any(reply.get(k) != v for k, v in expect.items()):
+        raise SystemExit(f"{name}: our implementation disagrees with the published vector")
+    CASES.append(
+        (
+            name,
+            {
+                "description": description,
+                "op": op,
+                "reject": False,
+                "request": request,
+                "expect": expect if expect is not None else reply,
+            },
+        )
+    )
+
+
+def reject(name: str, description: str, op: str, request: dict, code: str) -> None:
+    try:
+        run(op, request)
+    except P2PError as exc:
+        if exc.code != code:
+            raise SystemExit(f"{name}: expected {code}, got {exc.code}: {exc.detail}") from None
+    else:
+        raise SystemExit(f"{name}: expected {code}, op succeeded")
+    CASES.append(
+        (
+            name,
+            {
+                "description": description,
+                "op": op,
+                "reject": True,
+                "request": request,
+                "expect": {"error": code},
+            },
+        )
+    )
+
+
+def cacophony(pattern_name: str, data: dict) -> dict:
+    req = {"protocol_name": pattern_name, **CACOPHONY_COMMON}
+    if "init_remote_static" in data:
+        req["init_remote_static"] = data["init_remote_static"]
+    req["messages"] = [{"payload": p} for p in CACOPHONY_PAYLOADS]
+    expect = {
+        "messages": [
+            {"payload": p, "ciphertext": c}
+            for p, c in zip(CACOPHONY_PAYLOADS, data["ciphertexts"], strict=True)
+        ],
+        "handshake_hash": data["handshake_hash"],
+    }
+    return req, expect
+
+
+def msgs(*payloads: str) -> list[dict]:
+    return [{"payload": p} for p in payloads]
+
+
+def build() -> None:
+    req, exp = cacophony(XX, CACOPHONY_XX)
+    ok("cacophony-xx", "cacophony's published Noise_XX_25519_ChaChaPoly_BLAKE2b vector "
+       "(haskell-cryptography/cacophony vectors/cacophony.txt): 3 handshake + 3 transport "
+       "messages, byte for byte", "noise_transcript", req, exp)
+    req, exp = cacophony(IK, CACOPHONY_IK)
+    ok("cacophony-ik", "cacophony's published Noise_IK_25519_ChaChaPoly_BLAKE2b vector "
+       "(haskell-cryptography/cacophony vectors/cacophony.txt): 2 handshake + 4 transport "
+       "messages, byte for byte", "noise_transcript", req, exp)
+
+    hello, reply = b"hello bob".hex(), b"hello alice".hex()
+    ok("xx-p2p-empty-payloads", "XX as p2p/1 runs it: prologue 'p2p/1', empty handshake "
+       "payloads, then one transport message each way", "noise_transcript",
+       {**keys(XX), "messages": msgs("", "", "", hello, reply)})
+    ok("ik-p2p-empty-payloads", "IK as p2p/1 runs it: prologue 'p2p/1', empty handshake "
+       "payloads, then transport both ways", "noise_transcript",
+       {**keys(IK), "messages": msgs("", "", hello, reply, "")})
+    ok("xx-rekey-both-ways", "XX, then transport messages with a rekey of each direction "
+       "(REKEY = ENCRYPT(k, 2^64-1, '', 32 zero bytes)[:32]); nonces continue",
+       "noise_transcript",
+       {**keys(XX), "messages": msgs("", "", "", "01", "02") + [
+           {"payload": "03", "rekey": True}, {"payload": "04", "rekey": True},
+           {"payload": "05", "rekey": True}, {"payload": "06"}]})
+    ok("ik-rekey", "IK, transport messages, initiator->responder direction rekeyed twice",
+       "noise_transcript",
+       {**keys(IK), "messages": msgs("", "", "aa") + [
+           {"from": "initiator", "payload": "bb", "rekey": True},
+           {"from": "initiator", "payload": "cc", "rekey": True},
+           {"from": "responder", "payload": "dd"}]})
+    ok("xx-handshake-payloads", "XX with non-empty payloads in all three handshake messages "
+       "(the first travels in clear, the others encrypted)", "noise_transcript",
+       {**keys(XX, ""), "messages": msgs("6d31", "6d32", "6d33", "")})
+
+    base = run("noise_transcript", {**keys(XX), "messages": msgs("", "", "", hello, reply)})
+    c = [m["ciphertext"] for m in base["messages"]]
+    reject("xx-tampered-msg2", "XX message 2 with one bit flipped in the encrypted responder "
+           "static key", "noise_transcript",
+           {**keys(XX), "messages": [{"payload": ""}, {"deliver": flip(c[1], 40)}]},
+           "handshake-failed")
+    reject("xx-tampered-msg3", "XX message 3 with one bit flipped in its payload tag",
+           "noise_transcript",
+           {**keys(XX), "messages": msgs("", "") + [{"deliver": flip(c[2], len(c[2]) // 2 - 1)}]},
+           "handshake-failed")
+    reject("xx-truncated-msg1", "XX message 1 cut to 31 bytes (the ephemeral key needs 32)",
+           "noise_transcript", {**keys(XX), "messages": [{"deliver": c[0][:62]}]},
+           "handshake-failed")
+    reject("xx-wrong-prologue", "responder uses prologue 'p2p/2': the initiator cannot "
+           "decrypt message 2", "noise_transcript",
+           {**keys(XX), "resp_prologue": b"p2p/2".hex(), "messages": msgs("", "")},
+           "handshake-failed")
+    wrong = {**keys(IK), "init_remote_static": public_key(bytes.fromhex(key("mallory"))).hex()}
+    reject("ik-wrong-responder-static", "IK initiator encrypts to a static key that is not the "
+           "responder's: the responder cannot decrypt message 1", "noise_transcript",
+           {**wrong, "messages": msgs("")}, "handshake-failed")
+    ik = run("noise_transcript", {**keys(IK), "messages": msgs("", "")})
+    ik1 = ik["messages"][0]["ciphertext"]
+    reject("ik-truncated-msg1", "IK message 1 missing its last byte (payload tag cut)",
+           "noise_transcript", {**keys(IK), "messages": [{"deliver": ik1[:-2]}]},
+           "handshake-failed")
+    reject("ik-low-order-ephemeral", "IK message 1 whose ephemeral key is all zeros (a "
+           "low-order point): X25519 output would be zero and MUST be refused",
+           "noise_transcript",
+           {**keys(IK), "messages": [{"deliver": "00" * 32 + ik1[64:]}]}, "handshake-failed")
+    reject("xx-transport-replay", "the first transport message delivered twice: the second "
+           "copy is checked with the next nonce and fails", "noise_transcript",
+           {**keys(XX), "messages": msgs("", "", "", hello) + [
+               {"from": "initiator", "deliver": c[3]}]},
+           "transport-decrypt-failed")
+    reject("xx-transport-reordered", "two transport messages from the initiator delivered "
+           "in reverse order", "noise_transcript",
+           {**keys(XX), "messages": msgs("", "", "") + [
+               {"from": "initiator", "payload": "01", "hold": True},
+               {"from": "initiator", "payload": "02", "hold": True},
+               {"from": "initiator", "deliver": run("noise_transcript", {
+                   **keys(XX), "messages": msgs("", "", "") + [
+                       {"from": "initiator", "payload": "01"},
+                       {"from": "initiator", "payload": "02"}]})["messages"][4]["ciphertext"]}]},
+           "transport-decrypt-failed")
+    reject("xx-transport-tampered", "a transport message with one bit flipped in the tag",
+           "noise_transcript",
+           {**keys(XX), "messages": msgs("", "", "") + [{"deliver": flip(c[3], -1)}]},
+           "transport-decrypt-failed")
+    rk = run("noise_transcript", {**keys(XX), "messages": msgs("", "", "") + [
+        {"payload": "01", "rekey": True}]})
+    reject("xx-transport-missed-rekey", "sender rekeyed its sending key but the receiver did "
+           "not: the message no longer verifies", "noise_transcript",
+           {**keys(XX), "messages": msgs("", "", "") + [
+               {"deliver": rk["messages"][3]["ciphertext"]}]},
+           "transport-decrypt-failed")
+    reject("unsupported-protocol-name", "Noise_XX_25519_AESGCM_SHA256 is a valid Noise name "
+           "but not one p2p speaks", "noise_transcript",
+           {**keys(XX), "protocol_name": "Noise_XX_25519_AESGCM_SHA256", "messages": msgs("")},
+           "unsupported-protocol")
+
+    # --- framing ------------------------------------------------------------
+    ok("frames-two", "two frames back to back (2-byte big-endian length + body), one empty",
+       "frame_decode", {"stream": "0003616263" + "0000"})
+    ok("frames-preamble-xx", "a responder's view of a connection start: preamble 'p2p/1X' "
+       "then the framed 32-byte XX message 1", "frame_decode",
+       {"stream": b"p2p/1X".hex() + "0020" + c[0], "preamble": True,
+        "max_frame": 1024})
+    ok("frames-preamble-ik-partial", "preamble 'p2p/1I', one complete frame and the first "
+       "byte of the next; without end-of-stream the partial frame is just kept",
+       "frame_decode",
+       {"stream": b"p2p/1I".hex() + "0001ff" + "00", "preamble": True, "eof": False})
+    reject("frames-handshake-too-large", "during the handshake a frame may declare at most "
+           "1024 bytes; this one declares 1025 (rejected before its body arrives)",
+           "frame_decode", {"stream": "0401" + "00" * 10, "max_frame": 1024, "eof": False},
+           "frame-too-large")
+    reject("frames-truncated", "stream ends 2 bytes into a frame that declared 5",
+           "frame_decode", {"stream": "00056162"}, "truncated")
+    reject("frames-truncated-header", "stream ends after one byte of a length prefix",
+           "frame_decode", {"stream": "0001610a"}, "truncated")
+    reject("frames-preamble-wrong-version", "preamble 'p2p/2X': another protocol version",
+           "frame_decode", {"stream": b"p2p/2X".hex() + "0000", "preamble": True},
+           "unsupported-protocol")
+    reject("frames-preamble-unknown-pattern", "preamble 'p2p/1N': no such handshake in p2p/1",
+           "frame_decode", {"stream": b"p2p/1N".hex() + "0000", "preamble": True},
+           "unsupported-protocol")
+
+    # --- channel (chunks, rekey) --------------------------------------------
+    ok("channel-xx-chunks-rekey", "XX over the wire (preamble, frames), then application "
+       "messages: one split into 3 chunks of at most 16 bytes, REKEY flagged every 2 Noise "
+       "messages per direction", "channel_transcript",
+       {**channel_keys(XX), "chunk_size": 16, "rekey_interval": 2, "messages": [
+           {"from": "initiator", "payload": b"this message is split into three chunks!".hex()},
+           {"from": "responder", "payload": "6f6b"},
+           {"from": "initiator", "payload": ""},
+           {"from": "responder", "payload": "6f6b32"}]})
+    ok("channel-ik-explicit-rekey", "IK over the wire, then messages; the second is sent "
+       "with an explicit rekey request", "channel_transcript",
+       {**channel_keys(IK), "messages": [
+           {"from": "initiator", "payload": "01"},
+           {"from": "initiator", "payload": "02", "rekey": True},
+           {"from": "responder", "payload": "03"},
+           {"from": "initiator", "payload": "04"}]})
+    reject("channel-reserved-flag", "transport plaintext whose chunk header has reserved bit "
+           "0x04 set", "channel_transcript",
+           {**channel_keys(XX), "messages": [{"from": "initiator", "plaintext": "0461"}]},
+           "malformed-frame")
+    reject("channel-no-chunk-header", "transport plaintext of zero bytes: no chunk header",
+           "channel_transcript",
+           {**channel_keys(XX), "messages": [{"from": "initiator", "plaintext": ""}]},
+           "malformed-frame")
+    reject("channel-empty-more-chunk", "a chunk flagged MORE with no data", "channel_transcript",
+           {**channel_keys(XX), "messages": [{"from": "initiator", "plaintext": "01"}]},
+           "malformed-frame")
+    reject("channel-message-too-large", "receiver limit 32 bytes; a 40-byte message in chunks "
+           "of 16 is refused when the third chunk would pass the limit, before buffering it",
+           "channel_transcript",
+           {**channel_keys(XX), "chunk_size": 16, "max_message": 32,
+            "messages": [{"from": "initiator", "payload": "ab" * 40}]},
+           "too-large")
+    reject("channel-eof-mid-message", "the stream ends after the first chunk of a chunked "
+           "message", "channel_transcript",
+           {**channel_keys(XX), "messages": [
+               {"from": "initiator", "plaintext": "01" + "ab" * 4},
+               {"from": "initiator", "eof": True}]},
+           "truncated")
+
+
+def main() -> None:
+    build()
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.glob("*.json"):
+        old.unlink()
+    for number, (name, case) in enumerate(CASES, start=1):
+        path = OUT / f"{number:03d}-{name}.json"
+        path.write_text(json.dumps(case, indent=2) + "\n")
+    rejects = sum(case["reject"] for _, case in CASES)
+    print(f"wrote {len(CASES)} vectors ({rejects} must-reject) to {OUT.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
