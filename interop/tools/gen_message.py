@@ -99,6 +99,9 @@ reject("reject-clock-skew", "created_time is more than 300 s ahead of `now`",
        cbor.dumps(base(created_time=10_000)), "clock-skew", now=10_000 - 301)
 reject("reject-truncated", "last byte removed", good[:-1], "truncated")
 reject("reject-trailing", "a zero byte appended", good + b"\x00", "trailing-data")
+reject("reject-duplicate-key", "the map repeats the key \"id\" (a map of four entries, two of them named id)",
+       bytes.fromhex("a4") + cbor2.dumps("id") + cbor2.dumps("1") + cbor2.dumps("id") + cbor2.dumps("2")
+       + cbor2.dumps("body") + b"\xa0" + cbor2.dumps("type") + cbor2.dumps(PING), "malformed-cbor")
 reject("reject-bad-cbor", "a lone break code", b"\xff", "malformed-cbor")
 reject("reject-not-map", "a CBOR array instead of a map", cbor.dumps(["1", PING, {}]), "invalid-message")
 reject("reject-oversized", "a message whose body holds 262144 bytes, over the 262144-byte message limit",

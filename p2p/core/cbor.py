@@ -7,7 +7,9 @@
   of the p2p data model (spec/01-conventions.md): they would need shortest-form
   encoding and invite non-determinism, so the encoder refuses them.
 * Decoding is strict: an input limit is checked before parsing, trailing bytes
-  after the one top-level item are an error, and every failure surfaces as one of
+  after the one top-level item are an error, a map with a repeated key is an error
+  (RFC 9052 section 3 requires refusing duplicate header labels; p2p refuses them in
+  every map so no two readers can see different values), and every failure surfaces as one of
   the core's RemoteErrors rather than whatever cbor2 or Python raised.
 """
 
@@ -77,7 +79,7 @@ def loads(data: bytes, *, max_size: int) -> Any:
         raise Truncated("empty input")
     fp = io.BytesIO(data)
     try:
-        value = cbor2.CBORDecoder(fp).decode()
+        value = cbor2.CBORDecoder(fp, allow_duplicate_keys=False).decode()
     except cbor2.CBORDecodeEOF as exc:
         raise Truncated(str(exc) or "input ends inside a CBOR item") from None
     except RecursionError:
