@@ -1,0 +1,604 @@
+"""The `Store` on one SQLite file (WAL mode, numbered migrations, mode 0600).
+
+Transactions are explicit: the connection runs in autocommit mode and every
+write method wraps its statements in BEGIN IMMEDIATE ... COMMIT, so a method is
+one transaction however many rows it touches, and its effect is committed when
+it returns. BEGIN IMMEDIATE takes the write lock up front, so a second process
+waits (busy timeout) instead of failing half-way through with SQLITE_BUSY.
+
+sqlite-utils opens the database and serves the cold paths; the per-message
+paths go straight to `conn.executemany`, because sqlite-utils' per-call work
+(introspection, dict building) costs as much as the write itself
+(shared/PERFORMANCE.md: 116 vs 59 microseconds per single-row transaction).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import threading
+from importlib import resources
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import sqlite_utils
+
+from . import (
+    UNCHANGED,
+    DuplicateId,
+    DuplicateMessageId,
+    Identity,
+    InboxEntry,
+    Incoming,
+    Invitation,
+    InvitationKind,
+    InvitationState,
+    OutboxEntry,
+    OutboxState,
+    Outgoing,
+    Relationship,
+    RelationshipRevoked,
+    RelationshipState,
+    SchemaTooNew,
+    SettingValue,
+    StoreError,
+    UnknownRelationship,
+    _Unchanged,
+)
+
+# STRICT tables need 3.37, RETURNING 3.35.
+MIN_SQLITE = (3, 37, 0)
+SYNCHRONOUS = {"normal": "NORMAL", "full": "FULL"}
+BUSY_TIMEOUT_S = 5.0
+FILE_MODE = 0o600
+DIR_MODE = 0o700
+
+_MIGRATION_NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+
+
+def _load_migrations() -> tuple[tuple[int, str], ...]:
+    """(version, sql) pairs, checked to be exactly 1..N with no gap or duplicate."""
+    found: dict[int, str] = {}
+    for entry in resources.files(__package__).joinpath("migrations").iterdir():
+        m = _MIGRATION_NAME.match(entry.name)
+        if not m:
+            continue
+        version = int(m.group(1))
+        if version in found:
+            raise RuntimeError(f"two migrations numbered {version}")
+        found[version] = entry.read_text(encoding="utf-8")
+    versions = sorted(found)
+    if versions != list(range(1, len(versions) + 1)):
+        raise RuntimeError(f"migrations must be numbered 1..N without gaps, found {versions}")
+    return tuple((v, found[v]) for v in versions)
+
+
+MIGRATIONS = _load_migrations()
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+_REL_COLS = ("id, our_did, their_did, their_ed25519, their_x25519, endpoint, label, state, "
+             "our_secret, created_at, updated_at")
+_INV_COLS = "id, kind, blob, state, use_count, created_at, expires_at"
+_OUT_COLS = ("message_id, relationship_id, thread_id, seq, payload, state, attempts, "
+             "next_attempt_at, expires_at, created_at, last_error")
+_LIVE = "('queued', 'sent')"  # outbox states that still want delivery
+
+
+def _relationship(r: tuple) -> Relationship:
+    return Relationship(r[0], r[1], r[2], r[3], r[4], r[5], r[6], RelationshipState(r[7]),
+                        r[8], r[9], r[10])
+
+
+def _invitation(r: tuple) -> Invitation:
+    return Invitation(r[0], InvitationKind(r[1]), r[2], InvitationState(r[3]), r[4], r[5], r[6])
+
+
+def _outbox(r: tuple) -> OutboxEntry:
+    return OutboxEntry(r[0], r[1], r[2], r[3], r[4], OutboxState(r[5]), r[6], r[7], r[8], r[9], r[10])
+
+
+def _chmod_private(path: Path) -> None:
+    for p in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        with contextlib.suppress(FileNotFoundError):
+            if (os.stat(p).st_mode & 0o777) != FILE_MODE:
+                os.chmod(p, FILE_MODE)
+
+
+class SQLiteStore:
+    """`Store` on the SQLite file at `path`, created (mode 0600) if missing.
+
+    `synchronous`: "normal" (default) -- a committed transaction survives any
+    crash of the process; a power loss or OS crash may lose the last few
+    commits (never corrupts). "full" -- every commit is fsynced before the method
+    returns, so it also survives power loss. See spec/08-storage.md.
+
+    One connection, guarded by a lock, so the daemon may call the store from a
+    worker thread (trio.to_thread) as well as from the event loop thread.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal") -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise StoreError(f"synchronous must be one of {sorted(SYNCHRONOUS)}, not {synchronous!r}")
+        if sqlite3.sqlite_version_info < MIN_SQLITE:
+            raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old; p2p needs "
+                             f"{'.'.join(map(str, MIN_SQLITE))} or later")
+        self.path = Path(path)
+        self.synchronous = synchronous
+        self._lock = threading.RLock()
+        self._closed = False
+        self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
+        # Create the file ourselves with 0600 before SQLite touches it: SQLite gives
+        # its -wal and -shm files the mode of the main file, so they are born
+        # private too. (No umask juggling: umask is process-wide, not thread-safe.)
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
+        _chmod_private(self.path)  # an older or copied file may be looser
+        conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                               check_same_thread=False)
+        try:
+            self.db = sqlite_utils.Database(conn, execute_plugins=False)
+            self._conn = conn
+            self._configure()
+            self._migrate()
+        except BaseException:
+            conn.close()
+            raise
+        _chmod_private(self.path)
+
+    # --- lifecycle ---------------------------------------------------------
+
+    def _configure(self) -> None:
+        db = self.db
+        mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+        if mode.lower() != "wal":
+            raise StoreError(f"could not switch {self.path} to WAL mode (got {mode!r})")
+        db.execute(f"PRAGMA synchronous = {SYNCHRONOUS[self.synchronous]}")
+        db.execute("PRAGMA foreign_keys = ON")
+        # Revoke must not leave pairwise keys readable in free space of the file:
+        # FAST zeroes deleted cells in place at no extra I/O, and key blobs are
+        # far smaller than a page, so they never sit in overflow pages.
+        db.execute("PRAGMA secure_delete = FAST")
+
+    def _user_version(self) -> int:
+        return self._conn.execute("PRAGMA user_version").fetchone()[0]
+
+    def _migrate(self) -> None:
+        current = self._user_version()
+        if current > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{self.path} has schema version {current}, this p2p knows up to "
+                f"{SCHEMA_VERSION}; upgrade p2p (or restore a backup) instead of opening it"
+            )
+        for version, sql in MIGRATIONS:
+            if version <= current:
+                continue
+            # One transaction per migration, the version bump inside it: a crash
+            # leaves the file at the previous version, never in between.
+            script = f"BEGIN IMMEDIATE;\n{sql}\n;PRAGMA user_version = {version};\nCOMMIT;"
+            try:
+                self.db.executescript(script)
+            except sqlite3.Error as exc:
+                if self._conn.in_transaction:
+                    self._conn.execute("ROLLBACK")
+                # Another process may have opened the same new file at the same
+                # moment and applied this migration first; that is not an error.
+                if self._user_version() >= version:
+                    continue
+                raise StoreError(f"migration {version} failed on {self.path}: {exc}") from exc
+            current = version
+
+    @property
+    def schema_version(self) -> int:
+        with self._lock:
+            return self._user_version()
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._conn.close()
+
+    def __enter__(self) -> "SQLiteStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction; committed on normal exit, rolled back otherwise."""
+        with self._lock:
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # --- settings (cold path: sqlite-utils convenience) ----------------------
+
+    def get_setting(self, key: str) -> SettingValue | None:
+        with self._lock:
+            row = self._conn.execute("SELECT value FROM settings WHERE key = ?", (key,)).fetchone()
+        return None if row is None else row[0]
+
+    def set_setting(self, key: str, value: SettingValue) -> None:
+        if not isinstance(value, (str, int, bytes)) or isinstance(value, bool):
+            raise StoreError(f"a setting is str, int or bytes, not {type(value).__name__}")
+        with self._lock:
+            self.db["settings"].upsert({"key": key, "value": value}, pk="key")
+
+    def delete_setting(self, key: str) -> None:
+        with self._lock:
+            self.db.execute("DELETE FROM settings WHERE key = ?", (key,))
+
+    # --- identity ------------------------------------------------------------
+
+    def get_identity(self) -> Identity | None:
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT did, secret, created_at, updated_at FROM identity WHERE slot = 1"
+            ).fetchone()
+        return None if row is None else Identity(*row)
+
+    def set_identity(self, did: str, secret: bytes, now: int) -> Identity:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO identity (slot, did, secret, created_at, updated_at) VALUES (1, ?, ?, ?, ?) "
+                "ON CONFLICT (slot) DO UPDATE SET did = excluded.did, secret = excluded.secret, "
+                "updated_at = excluded.updated_at",
+                (did, bytes(secret), now, now),
+            )
+            row = conn.execute(
+                "SELECT did, secret, created_at, updated_at FROM identity WHERE slot = 1"
+            ).fetchone()
+        return Identity(*row)
+
+    # --- relationships ---------------------------------------------------------
+
+    def add_relationship(
+        self, *, id: str, our_did: str, their_did: str, their_ed25519: bytes,
+        their_x25519: bytes, our_secret: bytes, now: int,
+        endpoint: str | None = None, label: str = "",
+    ) -> Relationship:
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    "INSERT INTO relationships (id, our_did, their_did, their_ed25519, their_x25519, "
+                    "endpoint, label, state, our_secret, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)",
+                    (id, our_did, their_did, bytes(their_ed25519), bytes(their_x25519), endpoint,
+                     label, bytes(our_secret), now, now),
+                )
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateId(f"relationship {id!r} or pairwise DID {our_did!r} exists: {exc}") from None
+        return self._get_relationship("id", id)  # type: ignore[return-value]
+
+    def _get_relationship(self, column: str, value: str) -> Relationship | None:
+        with self._lock:
+            row = self._conn.execute(
+                f"SELECT {_REL_COLS} FROM relationships WHERE {column} = ?", (value,)
+            ).fetchone()
+        return None if row is None else _relationship(row)
+
+    def get_relationship(self, id: str) -> Relationship | None:
+        return self._get_relationship("id", id)
+
+    def relationship_by_our_did(self, our_did: str) -> Relationship | None:
+        return self._get_relationship("our_did", our_did)
+
+    def relationships_with(self, their_did: str) -> list[Relationship]:
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_REL_COLS} FROM relationships WHERE their_did = ? ORDER BY created_at, rowid",
+                (their_did,),
+            ).fetchall()
+        return [_relationship(r) for r in rows]
+
+    def list_relationships(self, state: RelationshipState | None = None) -> list[Relationship]:
+        sql = f"SELECT {_REL_COLS} FROM relationships"
+        args: tuple = ()
+        if state is not None:
+            sql += " WHERE state = ?"
+            args = (RelationshipState(state).value,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY created_at, rowid", args).fetchall()
+        return [_relationship(r) for r in rows]
+
+    def update_relationship(
+        self, id: str, *, now: int, endpoint: str | None | _Unchanged = UNCHANGED,
+        label: str | _Unchanged = UNCHANGED,
+    ) -> Relationship:
+        sets, args = ["updated_at = ?"], [now]
+        if endpoint is not UNCHANGED:
+            sets.append("endpoint = ?")
+            args.append(endpoint)
+        if label is not UNCHANGED:
+            sets.append("label = ?")
+            args.append(label)
+        with self._tx() as conn:
+            cur = conn.execute(f"UPDATE relationships SET {', '.join(sets)} WHERE id = ?", (*args, id))
+            if cur.rowcount == 0:
+                raise UnknownRelationship(id)
+        return self._get_relationship("id", id)  # type: ignore[return-value]
+
+    def revoke_relationship(self, id: str, now: int) -> list[str]:
+        """Forget our pairwise keys, keep the row as 'revoked', abandon its outbox.
+
+        Returns the ids of outbound messages that will now never be delivered.
+        Revoking twice is harmless (the second call returns []).
+        """
+        with self._tx() as conn:
+            row = conn.execute("SELECT state FROM relationships WHERE id = ?", (id,)).fetchone()
+            if row is None:
+                raise UnknownRelationship(id)
+            conn.execute(
+                "UPDATE relationships SET state = 'revoked', our_secret = NULL, updated_at = ? "
+                "WHERE id = ?",
+                (now, id),
+            )
+            abandoned = [r[0] for r in conn.execute(
+                f"UPDATE outbox SET state = 'failed', payload = NULL, last_error = 'relationship revoked' "
+                f"WHERE relationship_id = ? AND state IN {_LIVE} RETURNING message_id",
+                (id,),
+            ).fetchall()]
+        # The WAL may still hold page images from before the revoke (with the key in
+        # them); copy them into the file and cut the WAL to zero length. Best effort:
+        # a reader in another process can hold the checkpoint back.
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return abandoned
+
+    # --- invitations -------------------------------------------------------------
+
+    def add_invitation(
+        self, *, id: str, kind: InvitationKind, blob: bytes, now: int, expires_at: int | None = None,
+    ) -> Invitation:
+        try:
+            with self._tx() as conn:
+                row = conn.execute(
+                    f"INSERT INTO invitations (id, kind, blob, state, use_count, created_at, expires_at) "
+                    f"VALUES (?, ?, ?, 'open', 0, ?, ?) RETURNING {_INV_COLS}",
+                    (id, InvitationKind(kind).value, bytes(blob), now, expires_at),
+                ).fetchone()
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateId(f"invitation {id!r} exists: {exc}") from None
+        return _invitation(row)
+
+    def get_invitation(self, id: str) -> Invitation | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_INV_COLS} FROM invitations WHERE id = ?", (id,)).fetchone()
+        return None if row is None else _invitation(row)
+
+    def use_invitation(self, id: str, now: int) -> Invitation | None:
+        """Count one use, atomically; None if the invitation is unknown, used, revoked
+        or expired at `now` (get_invitation tells which). A one-time invitation
+        becomes 'used' in the same statement, so two racing uses cannot both win."""
+        with self._tx() as conn:
+            row = conn.execute(
+                f"UPDATE invitations SET use_count = use_count + 1, "
+                f"state = CASE kind WHEN 'one-time' THEN 'used' ELSE state END "
+                f"WHERE id = ? AND state = 'open' AND (expires_at IS NULL OR expires_at > ?) "
+                f"RETURNING {_INV_COLS}",
+                (id, now),
+            ).fetchone()
+        return None if row is None else _invitation(row)
+
+    def revoke_invitation(self, id: str) -> bool:
+        with self._tx() as conn:
+            cur = conn.execute(
+                "UPDATE invitations SET state = 'revoked' WHERE id = ? AND state != 'revoked'", (id,)
+            )
+        return cur.rowcount > 0
+
+    def list_invitations(self, state: InvitationState | None = None) -> list[Invitation]:
+        sql = f"SELECT {_INV_COLS} FROM invitations"
+        args: tuple = ()
+        if state is not None:
+            sql += " WHERE state = ?"
+            args = (InvitationState(state).value,)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY created_at, rowid", args).fetchall()
+        return [_invitation(r) for r in rows]
+
+    # --- outbox (hot path) ----------------------------------------------------------
+
+    def enqueue_many(self, batch: Sequence[Outgoing], now: int) -> list[int]:
+        """Store a batch of outbound messages in one transaction; return their
+        sequence numbers (per relationship, increasing in batch order). Committed
+        on return. The whole batch is refused if any relationship is unknown or
+        revoked, or any message id is already queued."""
+        if not batch:
+            return []
+        with self._tx() as conn:
+            last: dict[str, int] = {}
+            seqs: list[int] = []
+            rows = []
+            for m in batch:
+                rid = m.relationship_id
+                seq = last.get(rid)
+                if seq is None:
+                    r = conn.execute("SELECT state, out_seq FROM relationships WHERE id = ?", (rid,)).fetchone()
+                    if r is None:
+                        raise UnknownRelationship(rid)
+                    if r[0] != "active":
+                        raise RelationshipRevoked(rid)
+                    seq = r[1]
+                seq += 1
+                last[rid] = seq
+                seqs.append(seq)
+                nxt = now if m.next_attempt_at is None else m.next_attempt_at
+                rows.append((m.message_id, rid, m.thread_id, seq, m.payload, nxt, m.expires_at, now))
+            try:
+                conn.executemany(
+                    "INSERT INTO outbox (message_id, relationship_id, thread_id, seq, payload, "
+                    "next_attempt_at, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+            except sqlite3.IntegrityError as exc:
+                raise DuplicateMessageId(str(exc)) from None
+            conn.executemany("UPDATE relationships SET out_seq = ? WHERE id = ?",
+                             [(s, rid) for rid, s in last.items()])
+        return seqs
+
+    def due(self, now: int, limit: int) -> list[OutboxEntry]:
+        """Live messages whose next attempt is at or before `now` and that have not
+        expired, oldest first: global FIFO across relationships (fair), and so in
+        increasing `seq` within each relationship. A due message is not held back
+        by an earlier one that is not due yet: receivers restore order by `seq`."""
+        with self._lock:
+            rows = self._conn.execute(
+                # Without INDEXED BY the planner likes to walk the whole table in
+                # rowid order (to skip the sort), which grows with acked history.
+                f"SELECT {_OUT_COLS} FROM outbox INDEXED BY outbox_due "
+                f"WHERE state IN {_LIVE} AND next_attempt_at <= ? "
+                f"AND (expires_at IS NULL OR expires_at > ?) ORDER BY rowid LIMIT ?",
+                (now, now, limit),
+            ).fetchall()
+        return [_outbox(r) for r in rows]
+
+    def get_outbox(self, message_id: str) -> OutboxEntry | None:
+        with self._lock:
+            row = self._conn.execute(f"SELECT {_OUT_COLS} FROM outbox WHERE message_id = ?",
+                                     (message_id,)).fetchone()
+        return None if row is None else _outbox(row)
+
+    def _update_many(self, sql: str, rows: Iterable[tuple]) -> int:
+        with self._tx() as conn:
+            before = conn.total_changes
+            conn.executemany(sql, rows)
+            return conn.total_changes - before
+
+    def mark_sent_many(self, message_ids: Iterable[str], *, next_attempt_at: int) -> int:
+        """The messages went out (one more attempt each); if no ack arrives by
+        `next_attempt_at` they are due again. Returns how many rows changed."""
+        return self._update_many(
+            f"UPDATE outbox SET state = 'sent', attempts = attempts + 1, next_attempt_at = ?, "
+            f"last_error = NULL WHERE message_id = ? AND state IN {_LIVE}",
+            [(next_attempt_at, mid) for mid in message_ids],
+        )
+
+    def mark_acked_many(self, relationship_id: str, message_ids: Iterable[str]) -> int:
+        """The peer of `relationship_id` acknowledged these messages. Scoped to the
+        relationship so one peer cannot acknowledge what was sent to another. An
+        ack is the truth: it also settles a message we had given up on."""
+        return self._update_many(
+            "UPDATE outbox SET state = 'acked', payload = NULL, last_error = NULL "
+            "WHERE message_id = ? AND relationship_id = ? AND state != 'acked'",
+            [(mid, relationship_id) for mid in message_ids],
+        )
+
+    def schedule_retry_many(self, message_ids: Iterable[str], *, next_attempt_at: int, error: str) -> int:
+        """An attempt failed (e.g. peer unreachable): count it, try again later."""
+        return self._update_many(
+            f"UPDATE outbox SET state = 'queued', attempts = attempts + 1, next_attempt_at = ?, "
+            f"last_error = ? WHERE message_id = ? AND state IN {_LIVE}",
+            [(next_attempt_at, error, mid) for mid in message_ids],
+        )
+
+    def mark_failed_many(self, message_ids: Iterable[str], *, error: str) -> int:
+        return self._update_many(
+            f"UPDATE outbox SET state = 'failed', last_error = ? WHERE message_id = ? AND state IN {_LIVE}",
+            [(error, mid) for mid in message_ids],
+        )
+
+    def expire(self, now: int) -> list[str]:
+        """Give up on live messages whose expires_at is at or before `now`."""
+        with self._tx() as conn:
+            return [r[0] for r in conn.execute(
+                f"UPDATE outbox SET state = 'expired' WHERE state IN {_LIVE} "
+                f"AND expires_at IS NOT NULL AND expires_at <= ? RETURNING message_id",
+                (now,),
+            ).fetchall()]
+
+    def pending_count(self, relationship_id: str) -> int:
+        with self._lock:
+            return self._conn.execute(
+                f"SELECT count(*) FROM outbox WHERE relationship_id = ? AND state IN {_LIVE}",
+                (relationship_id,),
+            ).fetchone()[0]
+
+    def prune_outbox(self, before: int) -> int:
+        """Delete finished (acked, failed, expired) messages created before `before`."""
+        with self._tx() as conn:
+            return conn.execute(
+                f"DELETE FROM outbox WHERE state NOT IN {_LIVE} AND created_at < ?", (before,)
+            ).rowcount
+
+    # --- inbox (hot path) --------------------------------------------------------------
+
+    def record_received_many(self, batch: Sequence[Incoming], now: int) -> list[bool]:
+        """Store received messages in one transaction; result[i] is True when
+        batch[i] is new, False when (sender_did, message_id) was seen before (in an
+        earlier batch or earlier in this one). Committed on return, so the daemon
+        may acknowledge every message of the batch afterwards, duplicates included."""
+        if not batch:
+            return []
+        rows = [(m.relationship_id, m.sender_did, m.message_id, m.thread_id, m.type, m.payload, now)
+                for m in batch]
+        with self._tx() as conn:
+            for rid in {m.relationship_id for m in batch}:
+                if rid is None:
+                    continue
+                r = conn.execute("SELECT state FROM relationships WHERE id = ?", (rid,)).fetchone()
+                if r is None:
+                    raise UnknownRelationship(rid)
+                if r[0] != "active":
+                    raise RelationshipRevoked(rid)
+            # New rows get ids above the current maximum (SQLite assigns max+1), so
+            # one query after the insert tells which keys were fresh, without a
+            # per-row round trip.
+            top = conn.execute("SELECT coalesce(max(id), 0) FROM inbox").fetchone()[0]
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO inbox (relationship_id, sender_did, message_id, thread_id, "
+                "type, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            inserted = conn.total_changes - before
+            if inserted == len(rows):
+                return [True] * len(rows)
+            if inserted == 0:
+                return [False] * len(rows)
+            fresh = set(conn.execute("SELECT sender_did, message_id FROM inbox WHERE id > ?", (top,)))
+        result = []
+        for r in rows:
+            key = (r[1], r[2])
+            if key in fresh:
+                fresh.discard(key)  # a later copy in the same batch is a duplicate
+                result.append(True)
+            else:
+                result.append(False)
+        return result
+
+    def undelivered(self, limit: int) -> list[InboxEntry]:
+        """Received messages not yet handed to the application, in arrival order."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT id, relationship_id, sender_did, message_id, thread_id, type, payload, "
+                "received_at FROM inbox WHERE delivered = 0 ORDER BY id LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [InboxEntry(*r) for r in rows]
+
+    def mark_delivered_many(self, inbox_ids: Iterable[int]) -> int:
+        """The application has these messages. Their bodies are dropped (the store is
+        a delivery queue, not an archive); the rows stay as duplicate filter."""
+        return self._update_many(
+            "UPDATE inbox SET delivered = 1, payload = NULL WHERE id = ? AND delivered = 0",
+            [(i,) for i in inbox_ids],
+        )
+
+    def prune_seen(self, before: int) -> int:
+        """Forget delivered messages received before `before`. A copy arriving after
+        that is no longer recognised as a duplicate, so `before` must be older than
+        the longest time a peer may retransmit (message expiry, clock skew)."""
+        with self._tx() as conn:
+            return conn.execute(
+                "DELETE FROM inbox WHERE delivered = 1 AND received_at < ?", (before,)
+            ).rowcount
