@@ -23,6 +23,7 @@ from hypothesis import strategies as st
 
 from p2p.core import cbor, cose
 from p2p.core import envelope as env
+from p2p.core import keys as K
 from p2p.core.errors import (
     BadSignature,
     DecryptionFailed,
@@ -284,7 +285,7 @@ def test_header_checks_come_before_crypto(monkeypatch):
     def boom(*a):
         raise AssertionError("X25519 ran before the headers were checked")
 
-    monkeypatch.setattr(cose, "x25519", boom)
+    monkeypatch.setattr(env, "x25519", boom)  # the name envelope calls (from p2p.core.keys)
     for data in (edit(ANON, _set((1, 5), IV[:11])), edit(AUTH, _delete(R_UNPROT + (-22,))),
                  edit(ANON, _set((3, 0, 0), cbor2.dumps({1: -26}))), edit(ANON, _set(R_UNPROT + (-1, -1), 6))):
         with pytest.raises(RemoteError):
@@ -457,7 +458,7 @@ def test_keyring_cache_is_bounded_lru():
 
 def test_cached_secret_equals_fresh():
     ring = bob_keyring()
-    assert ring.static_secret(BOB, ALICE.public) == PAIR.shared_secret == cose.x25519(BOB.secret, ALICE.public)
+    assert ring.static_secret(BOB, ALICE.public) == PAIR.shared_secret == K.x25519(BOB.secret, ALICE.public)
     assert ring.pairwise(BOB.kid, ALICE.kid, ALICE.public).shared_secret == PAIR.shared_secret
 
 

@@ -37,11 +37,13 @@ from p2p.core.noise import (
     Handshake,
     HandshakeStatus,
     KeyPair,
-    public_key,
 )
+from p2p.core.keys import x25519_public
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "interop"))
+
+from ops_noise import cacophony_case  # noqa: E402  (the published vectors, shared with gen_noise)
 
 H = bytes.fromhex
 
@@ -53,65 +55,9 @@ def k(label: str) -> bytes:
     return hashlib.blake2b(label.encode(), digest_size=32).digest()
 
 
-# --- published vectors -------------------------------------------------------
-# Copied from haskell-cryptography/cacophony, vectors/cacophony.txt (commit
-# 8ee9d41e34a1a596cfa3ab12aa4069ff87dc1247): the Noise_XX_25519_ChaChaPoly_BLAKE2b and
-# Noise_IK_25519_ChaChaPoly_BLAKE2b entries. Keys are private keys.
-CACOPHONY = {
-    "XX": {
-        "handshake_hash": "8cf47d7b3cb5804c0109d48e8bcdbee2cbb65687d8ea2c92994ca361fb86151a"
-        "d93627b98936cbb32de56e8abb21def3925011ac3e35db9cbeea73ab9a4392c2",
-        "ciphertexts": [
-            "ca35def5ae56cec33dc2036731ab14896bc4c75dbb07a61f879f8e3afa4c7944"
-            "4c756477696720766f6e204d69736573",
-            "95ebc60d2b1fa672c1f46a8aa265ef51bfe38e7ccb39ec5be34069f144808843"
-            "0505b6745ce64a5f33f0e8e3b83f11ce8802bca507f4f2d8b564dbe277e19661"
-            "16e132faa2dfd70b8b077b9f94b913df5056ae1319469b824a98d54bbaa82c32"
-            "5595587064f978c4b6d104f7596e6f",
-            "99579e1c1ee15e422a57ddd6b16d37087b17558e8369c18991b4b2ca3a824abf"
-            "904cdcf5458b5431a75af034ca9e9b982de039eaaf156775e2d580cd4e5ebae8"
-            "9c3f8cb2594b556d8a8169",
-            "fc56eea290b3f3a21aac0c70cd5787b5ee99be37d2f4d751329b55",
-            "bb31c9da10d5639a4cdb88a12f5c61de41bbc7df09bf75d94f8184fe4157f5c68f",
-            "f6199cadb152fb27f82be0a0891ec76a33598ae92a46cab2fb5a8ed5bf48b7f267f8370af7",
-        ],
-    },
-    "IK": {
-        "init_remote_static": "31e0303fd6418d2f8c0e78b91f22e8caed0fbe48656dcf4767e4834f701b8f62",
-        "handshake_hash": "1c8fa891cb414fedba6daa7c6f4ae0a6d98e5f9768cc9cecd27e805614943ee9"
-        "c8a1b27fbfb76dc197255c8aa69f6b4285c423840b8bedf45e652ca64f797d81",
-        "ciphertexts": [
-            "ca35def5ae56cec33dc2036731ab14896bc4c75dbb07a61f879f8e3afa4c7944"
-            "ba83a447b38c83e327ad936929812f624884847b7831e95e197b2f797088efdd"
-            "2f88f1db7e1fb0e99c64419097af91cee64e470f4b6fcd9298ce0b56fe20f86e"
-            "13bf70439c538e3602a7127af71a29cc",
-            "95ebc60d2b1fa672c1f46a8aa265ef51bfe38e7ccb39ec5be34069f144808843"
-            "9f069b267a06b3de3ecb1043bcb098e9af91d9c64748d998c7b47890871571",
-            "cd54383060e7a28434cca27fb1cc524cfbabeb18181589df219d07",
-            "a856d3bf0246bfc476c655009cd1ed677b8dcc5b349ae8ef2a05f2",
-            "49063084b2c51f098337cb8a13739ac848f907e67cfb2cc8a8b60586467aa02fc7",
-            "8b9709d23b47e4639df7678d7a21741eba4ef1e9c60383001c7435549c20f9d56f30e935d3",
-        ],
-    },
-}
-CACOPHONY_PROLOGUE = H("4a6f686e2047616c74")
-CACOPHONY_INIT_STATIC = H("e61ef9919cde45dd5f82166404bd08e38bceb5dfdfded0a34c8df7ed542214d1")
-CACOPHONY_INIT_EPHEMERAL = H("893e28b9dc6ca8d611ab664754b8ceb7bac5117349a4439a6b0569da977c464a")
-CACOPHONY_RESP_STATIC = H("4a3acbfdb163dec651dfa3194dece676d437029c62a408b4c5ea9114246e4893")
-CACOPHONY_RESP_EPHEMERAL = H("bbdb4cdbd309f1a1f2e1456967fe288cadd6f712d65dc7b7793d5e63da6b375b")
-CACOPHONY_PAYLOADS = [
-    H("4c756477696720766f6e204d69736573"),
-    H("4d757272617920526f746862617264"),
-    H("462e20412e20486179656b"),
-    H("4361726c204d656e676572"),
-    H("4a65616e2d426170746973746520536179"),
-    H("457567656e2042f6686d20766f6e2042617765726b"),
-]
-
-
 def pair(pattern, init_static, init_eph, resp_static, resp_eph, prologue=b"", rs=None):
     if pattern == "IK" and rs is None:
-        rs = public_key(resp_static)
+        rs = x25519_public(resp_static)
     init = Handshake(
         "initiator", pattern, KeyPair.from_private(init_static), init_eph,
         remote_static=rs, prologue=prologue,
@@ -139,13 +85,16 @@ def exchange(a: Handshake, b: Handshake, payloads=None) -> list[bytes]:
 
 @pytest.mark.parametrize("pattern", ["XX", "IK"])
 def test_cacophony_vectors_byte_for_byte(pattern):
-    vec = CACOPHONY[pattern]
-    rs = H(vec["init_remote_static"]) if pattern == "IK" else None
+    # haskell-cryptography/cacophony's published vectors (interop/ops_noise.py).
+    req, vec = cacophony_case(pattern)
+    init_static, resp_static = H(req["init_static"]), H(req["resp_static"])
+    rs = H(req["init_remote_static"]) if pattern == "IK" else None
     if rs is not None:
-        assert rs == public_key(CACOPHONY_RESP_STATIC)
-    init, resp = pair(pattern, CACOPHONY_INIT_STATIC, CACOPHONY_INIT_EPHEMERAL,
-                      CACOPHONY_RESP_STATIC, CACOPHONY_RESP_EPHEMERAL, CACOPHONY_PROLOGUE, rs)
-    for i, (payload, expected) in enumerate(zip(CACOPHONY_PAYLOADS, vec["ciphertexts"])):
+        assert rs == x25519_public(resp_static)
+    init, resp = pair(pattern, init_static, H(req["init_ephemeral"]),
+                      resp_static, H(req["resp_ephemeral"]), H(req["init_prologue"]), rs)
+    for i, message in enumerate(vec["messages"]):
+        payload, expected = H(message["payload"]), message["ciphertext"]
         sender, receiver = (init, resp) if i % 2 == 0 else (resp, init)
         if not sender.complete:
             ct = sender.write_message(payload)
@@ -156,8 +105,8 @@ def test_cacophony_vectors_byte_for_byte(pattern):
         assert ct.hex() == expected, f"message {i}"
     assert init.handshake_hash.hex() == vec["handshake_hash"]
     assert resp.handshake_hash == init.handshake_hash
-    assert resp.remote_static == public_key(CACOPHONY_INIT_STATIC)
-    assert init.remote_static == public_key(CACOPHONY_RESP_STATIC)
+    assert resp.remote_static == x25519_public(init_static)
+    assert init.remote_static == x25519_public(resp_static)
 
 
 # --- the independent implementation --------------------------------------------
@@ -180,7 +129,7 @@ def theirs(pattern, initiator, static, eph, rs=None, prologue=b""):
 def test_interop_with_noiseprotocol(pattern, we_initiate):
     si, ei, sr, er = k("si"), k("ei"), k("sr"), k("er")
     prologue = b"p2p/1"
-    rs = public_key(sr) if pattern == "IK" else None
+    rs = x25519_public(sr) if pattern == "IK" else None
     if we_initiate:
         us = Handshake("initiator", pattern, KeyPair.from_private(si), ei,
                        remote_static=rs, prologue=prologue)
@@ -199,7 +148,7 @@ def test_interop_with_noiseprotocol(pattern, we_initiate):
         our_turn = not our_turn
         n += 1
     assert us.handshake_hash == them.get_handshake_hash()
-    assert us.remote_static == public_key(sr if we_initiate else si)
+    assert us.remote_static == x25519_public(sr if we_initiate else si)
     t = us.transport
     for round_ in range(4):
         if round_ == 2:  # rekey both directions, on both sides, mid-stream

@@ -3,7 +3,7 @@
 
 Run from the repository root: `python interop/tools/gen_noise.py`. Expected values
 come from our implementation, except the two cacophony cases whose expectations are
-copied from the published vectors; tests/test_noise.py replays every noise_transcript
+the published vectors (ops_noise.CACOPHONY); tests/test_noise.py replays every noise_transcript
 vector through the independent `noiseprotocol` library as well.
 """
 
@@ -18,67 +18,12 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "interop"))
 
-from ops_noise import OPS  # noqa: E402
+from ops_noise import OPS, cacophony_case  # noqa: E402
 
 from p2p.core.errors import P2PError  # noqa: E402
-from p2p.core.noise import public_key  # noqa: E402
+from p2p.core.keys import x25519_public  # noqa: E402
 
 OUT = ROOT / "interop" / "vectors" / "noise"
-
-# Copied from haskell-cryptography/cacophony, vectors/cacophony.txt (commit
-# 8ee9d41e34a1a596cfa3ab12aa4069ff87dc1247), the entries for
-# Noise_XX_25519_ChaChaPoly_BLAKE2b and Noise_IK_25519_ChaChaPoly_BLAKE2b.
-CACOPHONY_PAYLOADS = [
-    "4c756477696720766f6e204d69736573",
-    "4d757272617920526f746862617264",
-    "462e20412e20486179656b",
-    "4361726c204d656e676572",
-    "4a65616e2d426170746973746520536179",
-    "457567656e2042f6686d20766f6e2042617765726b",
-]
-CACOPHONY_COMMON = {
-    "init_prologue": "4a6f686e2047616c74",
-    "init_static": "e61ef9919cde45dd5f82166404bd08e38bceb5dfdfded0a34c8df7ed542214d1",
-    "init_ephemeral": "893e28b9dc6ca8d611ab664754b8ceb7bac5117349a4439a6b0569da977c464a",
-    "resp_prologue": "4a6f686e2047616c74",
-    "resp_static": "4a3acbfdb163dec651dfa3194dece676d437029c62a408b4c5ea9114246e4893",
-    "resp_ephemeral": "bbdb4cdbd309f1a1f2e1456967fe288cadd6f712d65dc7b7793d5e63da6b375b",
-}
-CACOPHONY_XX = {
-    "handshake_hash": "8cf47d7b3cb5804c0109d48e8bcdbee2cbb65687d8ea2c92994ca361fb86151a"
-    "d93627b98936cbb32de56e8abb21def3925011ac3e35db9cbeea73ab9a4392c2",
-    "ciphertexts": [
-        "ca35def5ae56cec33dc2036731ab14896bc4c75dbb07a61f879f8e3afa4c7944"
-        "4c756477696720766f6e204d69736573",
-        "95ebc60d2b1fa672c1f46a8aa265ef51bfe38e7ccb39ec5be34069f144808843"
-        "0505b6745ce64a5f33f0e8e3b83f11ce8802bca507f4f2d8b564dbe277e19661"
-        "16e132faa2dfd70b8b077b9f94b913df5056ae1319469b824a98d54bbaa82c32"
-        "5595587064f978c4b6d104f7596e6f",
-        "99579e1c1ee15e422a57ddd6b16d37087b17558e8369c18991b4b2ca3a824abf"
-        "904cdcf5458b5431a75af034ca9e9b982de039eaaf156775e2d580cd4e5ebae8"
-        "9c3f8cb2594b556d8a8169",
-        "fc56eea290b3f3a21aac0c70cd5787b5ee99be37d2f4d751329b55",
-        "bb31c9da10d5639a4cdb88a12f5c61de41bbc7df09bf75d94f8184fe4157f5c68f",
-        "f6199cadb152fb27f82be0a0891ec76a33598ae92a46cab2fb5a8ed5bf48b7f267f8370af7",
-    ],
-}
-CACOPHONY_IK = {
-    "init_remote_static": "31e0303fd6418d2f8c0e78b91f22e8caed0fbe48656dcf4767e4834f701b8f62",
-    "handshake_hash": "1c8fa891cb414fedba6daa7c6f4ae0a6d98e5f9768cc9cecd27e805614943ee9"
-    "c8a1b27fbfb76dc197255c8aa69f6b4285c423840b8bedf45e652ca64f797d81",
-    "ciphertexts": [
-        "ca35def5ae56cec33dc2036731ab14896bc4c75dbb07a61f879f8e3afa4c7944"
-        "ba83a447b38c83e327ad936929812f624884847b7831e95e197b2f797088efdd"
-        "2f88f1db7e1fb0e99c64419097af91cee64e470f4b6fcd9298ce0b56fe20f86e"
-        "13bf70439c538e3602a7127af71a29cc",
-        "95ebc60d2b1fa672c1f46a8aa265ef51bfe38e7ccb39ec5be34069f144808843"
-        "9f069b267a06b3de3ecb1043bcb098e9af91d9c64748d998c7b47890871571",
-        "cd54383060e7a28434cca27fb1cc524cfbabeb18181589df219d07",
-        "a856d3bf0246bfc476c655009cd1ed677b8dcc5b349ae8ef2a05f2",
-        "49063084b2c51f098337cb8a13739ac848f907e67cfb2cc8a8b60586467aa02fc7",
-        "8b9709d23b47e4639df7678d7a21741eba4ef1e9c60383001c7435549c20f9d56f30e935d3",
-    ],
-}
 
 XX = "Noise_XX_25519_ChaChaPoly_BLAKE2b"
 IK = "Noise_IK_25519_ChaChaPoly_BLAKE2b"
@@ -101,7 +46,7 @@ def keys(pattern_name: str, prologue: str = P2P_PROLOGUE) -> dict:
         "resp_ephemeral": key("bob ephemeral"),
     }
     if pattern_name == IK:
-        req["init_remote_static"] = public_key(bytes.fromhex(key("bob static"))).hex()
+        req["init_remote_static"] = x25519_public(bytes.fromhex(key("bob static"))).hex()
     return req
 
 
@@ -164,31 +109,16 @@ def reject(name: str, description: str, op: str, request: dict, code: str) -> No
     )
 
 
-def cacophony(pattern_name: str, data: dict) -> dict:
-    req = {"protocol_name": pattern_name, **CACOPHONY_COMMON}
-    if "init_remote_static" in data:
-        req["init_remote_static"] = data["init_remote_static"]
-    req["messages"] = [{"payload": p} for p in CACOPHONY_PAYLOADS]
-    expect = {
-        "messages": [
-            {"payload": p, "ciphertext": c}
-            for p, c in zip(CACOPHONY_PAYLOADS, data["ciphertexts"], strict=True)
-        ],
-        "handshake_hash": data["handshake_hash"],
-    }
-    return req, expect
-
-
 def msgs(*payloads: str) -> list[dict]:
     return [{"payload": p} for p in payloads]
 
 
 def build() -> None:
-    req, exp = cacophony(XX, CACOPHONY_XX)
+    req, exp = cacophony_case("XX")
     ok("cacophony-xx", "cacophony's published Noise_XX_25519_ChaChaPoly_BLAKE2b vector "
        "(haskell-cryptography/cacophony vectors/cacophony.txt): 3 handshake + 3 transport "
        "messages, byte for byte", "noise_transcript", req, exp)
-    req, exp = cacophony(IK, CACOPHONY_IK)
+    req, exp = cacophony_case("IK")
     ok("cacophony-ik", "cacophony's published Noise_IK_25519_ChaChaPoly_BLAKE2b vector "
        "(haskell-cryptography/cacophony vectors/cacophony.txt): 2 handshake + 4 transport "
        "messages, byte for byte", "noise_transcript", req, exp)
@@ -233,7 +163,7 @@ def build() -> None:
            "decrypt message 2", "noise_transcript",
            {**keys(XX), "resp_prologue": b"p2p/2".hex(), "messages": msgs("", "")},
            "handshake-failed")
-    wrong = {**keys(IK), "init_remote_static": public_key(bytes.fromhex(key("mallory"))).hex()}
+    wrong = {**keys(IK), "init_remote_static": x25519_public(bytes.fromhex(key("mallory"))).hex()}
     reject("ik-wrong-responder-static", "IK initiator encrypts to a static key that is not the "
            "responder's: the responder cannot decrypt message 1", "noise_transcript",
            {**wrong, "messages": msgs("")}, "handshake-failed")

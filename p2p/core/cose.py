@@ -27,10 +27,10 @@ from .errors import (
     BadSignature,
     DecryptionFailed,
     InvalidKey,
-    LocalError,
     MalformedEnvelope,
     UnsupportedAlgorithm,
 )
+from .keys import KEY_BYTES, SIGNATURE_BYTES, ed25519_sign, ed25519_verify
 
 # --- registered values (IANA "COSE" registries) ------------------------------
 
@@ -72,8 +72,6 @@ MAX_ENVELOPE_BYTES = 1 << 20  # 1 MiB, whole envelope including every nested lay
 MAX_HEADER_BYTES = 8192  # one serialized protected header
 MAX_KID_BYTES = 4096  # did:peer:2 URLs with inline services get long
 IV_BYTES = 12
-KEY_BYTES = 32
-SIGNATURE_BYTES = 64
 MIN_PARTY_NONCE_BYTES = 16
 MAX_PARTY_NONCE_BYTES = 64
 CEK_BITS = 256
@@ -85,9 +83,8 @@ UNDERSTOOD_LABELS = frozenset(
      H_PARTY_V_IDENTITY, H_PARTY_V_NONCE, H_PARTY_V_OTHER}
 )
 
-_X25519_BASEPOINT_MULT = _nb.crypto_scalarmult_base
-
 # --- primitives ----------------------------------------------------------------
+# (The curve primitives are p2p.core.keys'; this module adds the KDF.)
 
 
 def hkdf_sha256(ikm: bytes, info: bytes, length: int = 32, salt: bytes = b"") -> bytes:
@@ -99,31 +96,6 @@ def hkdf_sha256(ikm: bytes, info: bytes, length: int = 32, salt: bytes = b"") ->
         out += block
         counter += 1
     return out[:length]
-
-
-def x25519_public(secret: bytes) -> bytes:
-    _check_len(secret, KEY_BYTES, "X25519 secret")
-    return _X25519_BASEPOINT_MULT(secret)
-
-
-def ed25519_keypair(seed: bytes) -> tuple[bytes, bytes]:
-    """(public, libsodium 64-byte secret) from a 32-byte seed."""
-    _check_len(seed, KEY_BYTES, "Ed25519 seed")
-    return _nb.crypto_sign_seed_keypair(seed)
-
-
-def x25519(secret: bytes, public: bytes) -> bytes:
-    """X25519 shared secret. A public key of small order gives the all-zero output,
-    which libsodium refuses; we report that as the peer's bad key."""
-    try:
-        return _nb.crypto_scalarmult(secret, public)
-    except (_nacl_exc.RuntimeError, _nacl_exc.CryptoError):
-        raise InvalidKey("X25519 public key of small order (all-zero shared secret)") from None
-
-
-def _check_len(value: object, n: int, what: str) -> None:
-    if type(value) is not bytes or len(value) != n:
-        raise LocalError(f"{what} must be {n} bytes")
 
 
 # --- COSE structures -------------------------------------------------------------
@@ -181,7 +153,7 @@ def encode_sign1(payload: bytes, *, protected: bytes, unprotected: Mapping, secr
                  trace: dict | None = None) -> bytes:
     """Tagged COSE_Sign1 over `payload` with a libsodium 64-byte Ed25519 secret key."""
     tbs = sig_structure(protected, payload)
-    signature = _nb.crypto_sign(tbs, secret64)[:SIGNATURE_BYTES]
+    signature = ed25519_sign(secret64, tbs)
     if trace is not None:
         trace["to_be_signed"] = tbs
         trace["signature"] = signature
@@ -358,11 +330,8 @@ def decode_sign1(value: cbor.CBORTag) -> Sign1:
 
 
 def verify_sign1(sign1: Sign1, public: bytes) -> None:
-    tbs = sig_structure(sign1.protected, sign1.payload)
-    try:
-        _nb.crypto_sign_open(sign1.signature + tbs, public)
-    except (_nacl_exc.CryptoError, ValueError, TypeError):
-        raise BadSignature(f"signature by {sign1.kid} does not verify") from None
+    if not ed25519_verify(public, sig_structure(sign1.protected, sign1.payload), sign1.signature):
+        raise BadSignature(f"signature by {sign1.kid} does not verify")
 
 
 def _party(headers: Mapping, labels: tuple[int, int, int], what: str) -> PartyInfo:

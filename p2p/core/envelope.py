@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from . import cose
+from . import cose, keys
 from .cose import (
     ALG_ECDH_ES_HKDF_256,
     CRV_X25519,
@@ -28,7 +28,6 @@ from .cose import (
     H_STATIC_KEY_ID,
     IV_BYTES,
     KDF_CONTEXT_ES,
-    KEY_BYTES,
     MAX_ENVELOPE_BYTES,
     MAX_PARTY_NONCE_BYTES,
     MIN_PARTY_NONCE_BYTES,
@@ -43,6 +42,7 @@ from .errors import (
     UnknownSender,
     WrongRecipient,
 )
+from .keys import KEY_BYTES, x25519, x25519_public
 
 MAX_DEPTH = 4  # layers `open` will peel: relay anoncrypt + authcrypt + signed fits with one to spare
 DEFAULT_CACHE_SIZE = 1024
@@ -55,35 +55,41 @@ SENDER_KEY_FORMS = ("kid", "key")
 
 
 # --- keys ----------------------------------------------------------------------
+# An envelope names every key by its DID URL (the COSE kid), so the keys here are
+# p2p.core.keys' keys plus that kid.
+
+
+@dataclass(frozen=True, slots=True, init=False)
+class AgreementKey(keys.AgreementKey):
+    """A keys.AgreementKey (X25519) named by its DID URL."""
+
+    kid: str
+
+    def __init__(self, kid: str, secret: bytes, public: bytes) -> None:
+        # Written out to keep the kid first, as callers pass it; a generated
+        # __init__ would put the base class's fields first.
+        keys.AgreementKey.__init__(self, secret, public)
+        object.__setattr__(self, "kid", kid)
+
+    @classmethod
+    def from_secret(cls, kid: str, secret: bytes) -> AgreementKey:  # type: ignore[override]
+        key = keys.AgreementKey.from_secret(secret)
+        return cls(kid, key.secret, key.public)
 
 
 @dataclass(frozen=True, slots=True)
-class AgreementKey:
-    """One of our X25519 keys, named by its DID URL."""
+class SigningKey(keys.SigningKey):
+    """A keys.SigningKey (Ed25519) named by its DID URL. Keeps libsodium's expanded
+    secret (`secret64`) and the Sign1 protected header, both fixed per key, so a
+    signature costs neither a hash of the seed nor a header encoding."""
 
     kid: str
-    secret: bytes = field(repr=False)
-    public: bytes
+    protected: bytes = field(repr=False)
 
     @classmethod
-    def from_secret(cls, kid: str, secret: bytes) -> AgreementKey:
-        return cls(kid, secret, cose.x25519_public(secret))
-
-
-@dataclass(frozen=True, slots=True)
-class SigningKey:
-    """One of our Ed25519 keys; keeps libsodium's expanded secret to skip a hash per signature."""
-
-    kid: str
-    seed: bytes = field(repr=False)
-    public: bytes
-    secret64: bytes = field(repr=False)
-    protected: bytes = field(repr=False)  # the Sign1 protected header, fixed per kid
-
-    @classmethod
-    def from_seed(cls, kid: str, seed: bytes) -> SigningKey:
-        public, secret64 = cose.ed25519_keypair(seed)
-        return cls(kid, seed, public, secret64, cose.sign1_protected(kid))
+    def from_seed(cls, kid: str, seed: bytes) -> SigningKey:  # type: ignore[override]
+        key = keys.SigningKey.from_seed(seed)
+        return cls(key.seed, key.public, key.secret64, kid, cose.sign1_protected(kid))
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +105,7 @@ class PairwiseKey:
     @classmethod
     def derive(cls, mine: AgreementKey, peer_kid: str, peer_public: bytes) -> PairwiseKey:
         _need(peer_public, KEY_BYTES, "peer X25519 public key")
-        return cls(mine, peer_kid, peer_public, cose.x25519(mine.secret, peer_public))
+        return cls(mine, peer_kid, peer_public, x25519(mine.secret, peer_public))
 
 
 class Keyring:
@@ -130,7 +136,7 @@ class Keyring:
         cache = self._cache
         secret = cache.pop(key, None)
         if secret is None:
-            secret = cose.x25519(mine.secret, peer_public)
+            secret = x25519(mine.secret, peer_public)
             if len(cache) >= self._cache_size:
                 del cache[next(iter(cache))]  # dicts keep insertion order: first = least recent
         cache[key] = secret
@@ -184,8 +190,8 @@ def seal_anoncrypt(plaintext: bytes, *, recipient_kid: str, recipient_public: by
     _need(ephemeral_secret, KEY_BYTES, "ephemeral secret")
     _need(iv, IV_BYTES, "IV")
     _need(recipient_public, KEY_BYTES, "recipient X25519 public key")
-    ephemeral_public = cose.x25519_public(ephemeral_secret)
-    shared = cose.x25519(ephemeral_secret, recipient_public)
+    ephemeral_public = x25519_public(ephemeral_secret)
+    shared = x25519(ephemeral_secret, recipient_public)
     cek = cose.hkdf_sha256(shared, KDF_CONTEXT_ES)
     if trace is not None:
         trace.update(ephemeral_public=ephemeral_public, shared_secret=shared, kdf_context=KDF_CONTEXT_ES, cek=cek)
@@ -314,7 +320,7 @@ def open_one_layer(data: bytes, keyring: Keyring, *, trace: dict | None = None) 
     sender_kid = sender_public = None
     if enc.alg == ALG_ECDH_ES_HKDF_256:
         kind = ANONCRYPT
-        shared = cose.x25519(mine.secret, enc.ephemeral_public)
+        shared = x25519(mine.secret, enc.ephemeral_public)
     else:
         kind = AUTHCRYPT
         # Both sender-key forms end in the caller's `senders` mapping: -3 names the

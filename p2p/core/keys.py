@@ -7,6 +7,11 @@ normative text; this module is its implementation.
 
 No randomness is drawn here: callers pass 32 random bytes for each secret, so
 tests and vectors are reproducible and the core stays sans-IO.
+
+This is also the one module that calls the curve functions: cose, envelope and
+noise use the primitives below (`x25519_public`, `x25519`, `ed25519_keypair`,
+`ed25519_sign`, `ed25519_verify`) and the key checks (`check_public_key`,
+`check_key_bytes`) rather than libsodium directly.
 """
 
 from __future__ import annotations
@@ -111,10 +116,59 @@ def check_public_key(key_type: KeyType, raw: Any) -> PublicKey:
     return PublicKey(key_type, raw)
 
 
-def _secret32(value: Any, what: str) -> bytes:
+def check_key_bytes(value: Any, what: str, error: type[P2PError] = LocalError) -> bytes:
+    """`value` as bytes if it is 32 bytes (bytes or bytearray), else `error`.
+
+    For key material handed to us by our own caller (secrets, seeds, configured
+    peer keys); `error` lets each API keep its own code (noise uses BadArgument).
+    """
     if not isinstance(value, (bytes, bytearray)) or len(value) != KEY_BYTES:
-        raise LocalError(f"{what} must be {KEY_BYTES} bytes")
+        raise error(f"{what} must be {KEY_BYTES} bytes")
     return bytes(value)
+
+
+# --- curve primitives ---------------------------------------------------------
+# Thin and unchecked on purpose: they sit on per-message paths, so each is one
+# libsodium call. Callers check their own arguments (lengths, canonical keys) once,
+# where they know which error fits; what libsodium itself refuses is mapped here.
+
+
+def x25519_public(secret: bytes) -> bytes:
+    """X25519(secret, 9): the public key of a 32-byte secret (RFC 7748 section 6.1)."""
+    return _nb.crypto_scalarmult_base(secret)
+
+
+def x25519(secret: bytes, public: bytes) -> bytes:
+    """X25519 shared secret. A public key of small order gives the all-zero output,
+    which libsodium refuses; we report that as the peer's bad key (InvalidKey)."""
+    try:
+        return _nb.crypto_scalarmult(secret, public)
+    except (_nx.RuntimeError, _nx.CryptoError):
+        raise InvalidKey("X25519 public key of small order (all-zero shared secret)") from None
+
+
+def ed25519_keypair(seed: bytes) -> tuple[bytes, bytes]:
+    """(public, libsodium's 64-byte secret) from a 32-byte seed."""
+    return _nb.crypto_sign_seed_keypair(seed)
+
+
+def ed25519_sign(secret64: bytes, message: bytes) -> bytes:
+    """Detached Ed25519 signature (RFC 8032 pure EdDSA), 64 bytes."""
+    return _nb.crypto_sign(message, secret64)[:SIGNATURE_BYTES]
+
+
+def ed25519_verify(public: bytes, message: bytes, signature: bytes) -> bool:
+    """True if `signature` is a valid Ed25519 signature of `message` by `public`.
+    A bool, not an exception, so each caller raises BadSignature with its own detail."""
+    signed = signature + message
+    try:
+        _nb.crypto_sign_open(signed, public)
+    except (_nx.CryptoError, ValueError, TypeError):  # BadSignatureError is a CryptoError
+        return False
+    return True
+
+
+# --- our keys -------------------------------------------------------------------
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,13 +177,12 @@ class SigningKey:
 
     seed: bytes = field(repr=False)
     public: bytes
-    _sk: bytes = field(repr=False, compare=False)
+    secret64: bytes = field(repr=False, compare=False)
 
     @classmethod
     def from_seed(cls, seed: bytes) -> SigningKey:
-        seed = _secret32(seed, "ed25519 seed")
-        pk, sk = _nb.crypto_sign_seed_keypair(seed)
-        return cls(seed, pk, sk)
+        seed = check_key_bytes(seed, "ed25519 seed")
+        return cls(seed, *ed25519_keypair(seed))
 
     @property
     def public_key(self) -> PublicKey:
@@ -137,7 +190,7 @@ class SigningKey:
 
     def sign(self, message: bytes) -> bytes:
         """Detached Ed25519 signature (RFC 8032 pure EdDSA), 64 bytes."""
-        return _nb.crypto_sign(message, self._sk)[:SIGNATURE_BYTES]
+        return ed25519_sign(self.secret64, message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,25 +203,17 @@ class AgreementKey:
     @classmethod
     def from_secret(cls, secret: bytes) -> AgreementKey:
         # Stored as given; X25519 clamps the scalar on every use (RFC 7748 section 5).
-        secret = _secret32(secret, "x25519 secret")
-        return cls(secret, _nb.crypto_scalarmult_base(secret))
+        secret = check_key_bytes(secret, "x25519 secret")
+        return cls(secret, x25519_public(secret))
 
     @property
     def public_key(self) -> PublicKey:
         return PublicKey(KeyType.X25519, self.public)
 
     def exchange(self, peer_public: bytes) -> bytes:
-        """Raw X25519 shared secret with `peer_public` (checked: InvalidKey if unusable)."""
-        return x25519(self.secret, peer_public)
-
-
-def x25519(secret: bytes, peer_public: bytes) -> bytes:
-    """X25519(secret, peer_public) with the peer key checked first (InvalidKey)."""
-    check_public_key(KeyType.X25519, peer_public)
-    try:
-        return _nb.crypto_scalarmult(secret, peer_public)
-    except (_nx.RuntimeError, _nx.CryptoError) as exc:  # all-zero output: cannot happen after the check
-        raise InvalidKey("x25519 exchange produced the all-zero secret") from exc
+        """Raw X25519 shared secret with `peer_public`, which is checked first
+        (check_public_key): InvalidKey if it is not canonical or of small order."""
+        return x25519(self.secret, check_public_key(KeyType.X25519, peer_public).raw)
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,10 +254,8 @@ def verify(public: bytes, message: bytes, signature: bytes) -> None:
     check_public_key(KeyType.ED25519, public)
     if not isinstance(signature, (bytes, bytearray)) or len(signature) != SIGNATURE_BYTES:
         raise BadSignature(f"an ed25519 signature is {SIGNATURE_BYTES} bytes")
-    try:
-        _nb.crypto_sign_open(bytes(signature) + message, public)
-    except (_nx.BadSignatureError, _nx.CryptoError, ValueError):
-        raise BadSignature("ed25519 signature does not verify") from None
+    if not ed25519_verify(public, message, bytes(signature)):
+        raise BadSignature("ed25519 signature does not verify")
 
 
 def ed25519_to_x25519(public: bytes) -> bytes:

@@ -22,20 +22,19 @@ from typing import Any
 from nacl.bindings import (
     crypto_aead_chacha20poly1305_ietf_decrypt as _aead_decrypt,
     crypto_aead_chacha20poly1305_ietf_encrypt as _aead_encrypt,
-    crypto_scalarmult as _scalarmult,
-    crypto_scalarmult_base as _scalarmult_base,
 )
 from nacl.exceptions import CryptoError
 
 from .errors import (
     BadArgument,
     HandshakeFailed,
-    LocalError,
+    InvalidKey,
     NonceExhausted,
     RemoteError,
     StateError,
     TransportDecryptFailed,
 )
+from .keys import check_key_bytes, x25519, x25519_public
 
 DHLEN = 32
 HASHLEN = 64
@@ -63,7 +62,6 @@ _pack_counter = struct.Struct("<Q").pack
 _ZEROS32 = bytes(32)
 
 
-
 # --- primitives -----------------------------------------------------------
 
 
@@ -83,17 +81,8 @@ def _hash(data: bytes) -> bytes:
     return _blake2b(data).digest()
 
 
-def public_key(private: bytes) -> bytes:
-    if not isinstance(private, (bytes, bytearray)) or len(private) != DHLEN:
-        raise BadArgument("X25519 private key must be 32 bytes")
-    return _scalarmult_base(bytes(private))
-
-
-def _dh(private: bytes, public: bytes) -> bytes:
-    try:
-        return _scalarmult(private, public)
-    except CryptoError as exc:  # libsodium refuses low-order points (all-zero output)
-        raise HandshakeFailed("X25519 with a low-order public key") from exc
+def _check_key(value: bytes | None, what: str) -> bytes:
+    return check_key_bytes(value, what, BadArgument)
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +91,9 @@ class KeyPair:
     public: bytes
 
     @classmethod
-    def from_private(cls, private: bytes) -> KeyPair:
-        return cls(bytes(private), public_key(private))
+    def from_private(cls, private: bytes, what: str = "X25519 private key") -> KeyPair:
+        private = _check_key(private, what)
+        return cls(private, x25519_public(private))
 
 
 # --- Noise objects (section 5) ----------------------------------------------
@@ -277,12 +267,6 @@ _TRANSITIONS: dict[tuple[HandshakeStatus, _Event], HandshakeStatus] = {
 }
 
 
-def _check_key(value: bytes | None, what: str) -> bytes:
-    if not isinstance(value, (bytes, bytearray)) or len(value) != DHLEN:
-        raise BadArgument(f"{what} must be 32 bytes")
-    return bytes(value)
-
-
 class Handshake:
     """One Noise handshake. Alternate write_message/read_message as `status` says.
 
@@ -324,7 +308,7 @@ class Handshake:
         # Duck-typed so p2p.core.keys.AgreementKey (.secret) works as well as KeyPair
         # (.private); the public half is always re-derived, never trusted.
         private = getattr(static, "private", None) or getattr(static, "secret", None)
-        static = KeyPair.from_private(_check_key(private, "static private key"))
+        static = KeyPair.from_private(private, "static private key")
         initiator = self.role is Role.INITIATOR
         if pattern == "IK" and initiator:
             remote_static = _check_key(remote_static, "IK initiator's remote static key")
@@ -333,7 +317,7 @@ class Handshake:
         self.pattern = pattern
         self.protocol_name = PROTOCOL_NAMES[pattern]
         self._s = static
-        self._e = KeyPair.from_private(_check_key(ephemeral_private, "ephemeral private key"))
+        self._e = KeyPair.from_private(ephemeral_private, "ephemeral private key")
         self._rs = remote_static
         self._re: bytes | None = None
         self._index = 0
@@ -391,15 +375,19 @@ class Handshake:
         return size + (TAGLEN if has_key else 0)
 
     def _dh_token(self, token: str) -> bytes:
-        initiator = self.role is Role.INITIATOR
         if token == "ee":
-            return _dh(self._e.private, self._re)
-        if token == "ss":
-            return _dh(self._s.private, self._rs)
+            private, public = self._e.private, self._re
+        elif token == "ss":
+            private, public = self._s.private, self._rs
         # "es": initiator's e with responder's s; "se": initiator's s with responder's e
-        if (token == "es") == initiator:
-            return _dh(self._e.private, self._rs)
-        return _dh(self._s.private, self._re)
+        elif (token == "es") == (self.role is Role.INITIATOR):
+            private, public = self._e.private, self._rs
+        else:
+            private, public = self._s.private, self._re
+        try:
+            return x25519(private, public)
+        except InvalidKey as exc:  # libsodium refuses low-order points (all-zero output)
+            raise HandshakeFailed("X25519 with a low-order public key") from exc
 
     def _advance(self, event_more: _Event, event_last: _Event) -> None:
         last = self._is_last()
