@@ -448,6 +448,133 @@ def test_cose_key_checks(key, exc):
         cose.parse_okp_key(key, cose.CRV_X25519, "k")
 
 
+# --- spliced encodings and the authcrypt fast path ------------------------------------
+# Sealing builds COSE structures by concatenating CBOR bytes and opening recognises the
+# authcrypt layout byte for byte (cose.match_authcrypt). These tests pin both to the
+# generic encoder and parser, which the pycose and cose-wg tests above pin to the RFCs.
+
+from p2p.core import cbor  # noqa: E402
+from p2p.core.errors import RemoteError  # noqa: E402
+
+blobs = st.binary(max_size=300) | st.sampled_from([b"", b"x" * 23, b"x" * 24, b"x" * 255, b"x" * 256, b"x" * 70000])
+
+
+@settings(max_examples=100)
+@given(protected=blobs, payload=blobs, aad=blobs)
+def test_spliced_structures_equal_generic_cbor(protected, payload, aad):
+    # Arrays of text and byte strings: cbor2's own encoding is already the deterministic one.
+    assert cose.sig_structure(protected, payload, aad) == cbor2.dumps(["Signature1", protected, aad, payload])
+    assert cose.enc_structure(protected, aad) == cbor2.dumps(["Encrypt", protected, aad])
+
+
+@given(nonce=st.binary(min_size=16, max_size=64))
+def test_kdf_context_ss_is_the_generic_context(nonce):
+    want = cbor2.dumps([24, [None, nonce, None], [None, None, None], [256, cose.RECIPIENT_PROTECTED_SS]])
+    assert cose.kdf_context_ss(nonce) == want
+    assert cose.kdf_context(cose.ALG_CHACHA20_POLY1305, cose.CEK_BITS, cose.RECIPIENT_PROTECTED_SS,
+                            (None, nonce, None)) == want
+
+
+@settings(max_examples=50)
+@given(plaintext=plaintexts, kid=st.text(min_size=1, max_size=300), nonce=st.binary(min_size=16, max_size=64),
+       iv=st.binary(min_size=12, max_size=12))
+def test_encode_encrypt_and_sign1_equal_generic_cbor(plaintext, kid, nonce, iv):
+    header = {cose.H_KID: kid.encode(), cose.H_STATIC_KEY_ID: b"s", cose.H_PARTY_U_NONCE: nonce}
+    cek = bytes(32)
+    data = cose.encode_encrypt(plaintext, cek=cek, iv=iv, recipient_protected=cose.RECIPIENT_PROTECTED_SS,
+                               recipient_unprotected=header)
+    ciphertext = nb_encrypt(plaintext, cose.CONTENT_AAD, iv, cek)
+    want = cbor.dumps_tagged(96, [cose.CONTENT_PROTECTED, {5: iv}, ciphertext,
+                                  [[cose.RECIPIENT_PROTECTED_SS, header, b""]]])
+    assert data == want
+    assert cose.encode_encrypt(plaintext, cek=cek, iv=iv, recipient_protected=cose.RECIPIENT_PROTECTED_SS,
+                               recipient_unprotected=cbor.dumps(header)) == want
+    signed = cose.encode_sign1(plaintext, protected=ALICE_ED.protected, unprotected={}, secret64=ALICE_ED.secret64)
+    tagged = cbor2.loads(signed)
+    assert signed == cbor.dumps_tagged(18, [ALICE_ED.protected, {}, plaintext, tagged.value[3]])
+    extra = cose.encode_sign1(plaintext, protected=ALICE_ED.protected, unprotected={-70000: 1, 33: b"x", 3: 0},
+                              secret64=ALICE_ED.secret64)
+    assert extra == cbor.dumps_tagged(18, [ALICE_ED.protected, {3: 0, 33: b"x", -70000: 1}, plaintext,
+                                           tagged.value[3]])
+
+
+def nb_encrypt(plaintext, aad, iv, key):
+    import nacl.bindings
+    return nacl.bindings.crypto_aead_chacha20poly1305_ietf_encrypt(plaintext, aad, iv, key)
+
+
+def _generic_decode(data):
+    """decode_encrypt(decode_envelope(data)), or the error class it raises."""
+    try:
+        value = cose.decode_envelope(data)
+        if value.tag != cose.TAG_ENCRYPT:
+            return "sign1"
+        return cose.decode_encrypt(value)
+    except RemoteError as exc:
+        return type(exc)
+
+
+kid_bytes = (st.text(min_size=1, max_size=300).map(str.encode) | st.binary(max_size=30)
+             | st.sampled_from([b"", b"\xff\xfe", b"k" * 4096, b"k" * 4097]))
+
+
+@settings(max_examples=400, deadline=None)
+@given(plaintext=plaintexts, r_kid=kid_bytes, s_kid=kid_bytes, nonce=st.binary(max_size=80),
+       iv=st.binary(min_size=11, max_size=13), data=st.data())
+def test_match_authcrypt_agrees_with_the_generic_parser(plaintext, r_kid, s_kid, nonce, iv, data):
+    header = {cose.H_KID: r_kid, cose.H_STATIC_KEY_ID: s_kid, cose.H_PARTY_U_NONCE: nonce}
+    raw = bytearray(cbor.dumps_tagged(96, [cose.CONTENT_PROTECTED, {5: iv}, plaintext,
+                                           [[cose.RECIPIENT_PROTECTED_SS, header, b""]]]))
+    how = data.draw(st.sampled_from(["keep", "keep", "flip", "truncate", "append", "insert"]))
+    if how == "flip":
+        i = data.draw(st.integers(0, len(raw) - 1))
+        raw[i] ^= data.draw(st.integers(1, 255))
+    elif how == "truncate":
+        raw = raw[: data.draw(st.integers(0, len(raw) - 1))]
+    elif how == "append":
+        raw += data.draw(st.binary(min_size=1, max_size=4))
+    elif how == "insert":
+        i = data.draw(st.integers(0, len(raw)))
+        raw[i:i] = data.draw(st.binary(min_size=1, max_size=3))
+    raw = bytes(raw)
+    fields = cose.match_authcrypt(raw)
+    generic = _generic_decode(raw)
+    if fields is not None:
+        assert cose.authcrypt_encrypt(fields) == generic
+    elif how == "keep" and isinstance(generic, cose.Encrypt):
+        pytest.fail("a valid envelope in p2p's own layout missed the fast path")
+
+
+def test_sealed_authcrypt_takes_the_fast_path():
+    pair = env.PairwiseKey.derive(ALICE_X, BOB_X.kid, BOB_X.public)
+    sealed = env.seal_authcrypt(b"\xa0", pair, iv=bytes(12), nonce=bytes(16))
+    assert cose.match_authcrypt(sealed) == (BOB_X.kid, ALICE_X.kid, bytes(12), cose.decode_encrypt(
+        cose.decode_envelope(sealed)).ciphertext, bytes(16))
+    assert cose.match_authcrypt(env.seal_authcrypt(b"\xa0", pair, iv=bytes(12), nonce=bytes(16),
+                                                   sender_key_form="key")) is None
+
+
+def test_known_protected_header_still_gets_every_unprotected_check():
+    # The cache of checked protected headers skips their parse, never the checks that
+    # involve the unprotected bucket.
+    sealed = env.seal_signed(b"\xa0", ALICE_ED)
+    tagged = cbor2.loads(sealed)
+    protected, _, payload, sig = tagged.value
+    assert cose.decode_sign1(cose.decode_envelope(sealed)).kid == ALICE_ED.kid  # now cached
+    for unprotected in ({cose.H_ALG: -8}, {cose.H_CRIT: [4]}, {cose.H_PARTIAL_IV: b"1"}, {1.5: 1}, [1]):
+        bad = cbor2.dumps(cbor2.CBORTag(18, [protected, unprotected, payload, sig]))
+        with pytest.raises(MalformedEnvelope):
+            cose.decode_sign1(cose.decode_envelope(bad))
+
+
+def test_checked_protected_cache_is_bounded():
+    for i in range(cose._CHECKED_PROTECTED_MAX + 10):
+        signer = env.SigningKey.from_seed(f"did:key:z{i}#k", bytes(32))
+        assert cose.decode_sign1(cose.decode_envelope(env.seal_signed(b"\xa0", signer))).kid == signer.kid
+    assert len(cose._checked_protected) <= cose._CHECKED_PROTECTED_MAX
+    assert cose.CONTENT_PROTECTED in cose._checked_protected  # the profile's own headers stay
+
+
 # --- the interop vectors, checked by pycose instead of by us -------------------------
 
 import json  # noqa: E402

@@ -87,9 +87,15 @@ UNDERSTOOD_LABELS = frozenset(
 # (The curve primitives are p2p.core.keys'; this module adds the KDF.)
 
 
+_ZERO_SALT = b"\x00" * 32
+
+
 def hkdf_sha256(ikm: bytes, info: bytes, length: int = 32, salt: bytes = b"") -> bytes:
     """RFC 5869 HKDF with SHA-256; an empty salt means HashLen zero bytes (RFC 5869 2.2)."""
-    prk = hmac.digest(salt or b"\x00" * 32, ikm, hashlib.sha256)
+    prk = hmac.digest(salt or _ZERO_SALT, ikm, hashlib.sha256)
+    if length == 32:
+        # Every CEK p2p derives: one expand block, T(1) = HMAC(PRK, info | 0x01).
+        return hmac.digest(prk, info + b"\x01", hashlib.sha256)
     out, block, counter = b"", b"", 1
     while len(out) < length:
         block = hmac.digest(prk, block + info + bytes((counter,)), hashlib.sha256)
@@ -109,14 +115,26 @@ def cose_key(crv: int, x: bytes, kid: str | None = None) -> dict:
     return key
 
 
+# The structures below are built by concatenating CBOR bytes rather than through
+# cbor.dumps: they are fixed-shape arrays of byte strings with constant parts, built
+# on every seal and open, and splicing costs a fraction of a generic encode. The
+# result is the same deterministic CBOR (tests/test_cose.py compares the two).
+
+
+_cbor_bstr = cbor.dumps_bytes
+
+_SIG1_PREFIX = b"\x84\x6aSignature1"  # ["Signature1", ...  (array of 4, text of 10)
+_ENC_PREFIX = b"\x83\x67Encrypt"  # ["Encrypt", ...  (array of 3, text of 7)
+
+
 def sig_structure(protected: bytes, payload: bytes, external_aad: bytes = b"") -> bytes:
     """RFC 9052 section 4.4 Sig_structure for COSE_Sign1: the bytes Ed25519 signs."""
-    return cbor.dumps(["Signature1", protected, external_aad, payload])
+    return _SIG1_PREFIX + _cbor_bstr(protected) + _cbor_bstr(external_aad) + _cbor_bstr(payload)
 
 
 def enc_structure(protected: bytes, external_aad: bytes = b"") -> bytes:
     """RFC 9052 section 5.3 Enc_structure for COSE_Encrypt: the AEAD's associated data."""
-    return cbor.dumps(["Encrypt", protected, external_aad])
+    return _ENC_PREFIX + _cbor_bstr(protected) + _cbor_bstr(external_aad)
 
 
 PartyInfo = tuple  # (identity, nonce, other), each bytes/int or None
@@ -143,6 +161,17 @@ CONTENT_AAD = enc_structure(CONTENT_PROTECTED)
 _EMPTY_PARTY = (None, None, None)
 # The ECDH-ES context has no per-message input: one constant for every message.
 KDF_CONTEXT_ES = kdf_context(ALG_CHACHA20_POLY1305, CEK_BITS, RECIPIENT_PROTECTED_ES)
+# The ECDH-SS context of p2p's profile varies only in the PartyU nonce:
+# [24, [null, nonce, null], [null, null, null], [256, RECIPIENT_PROTECTED_SS]]
+# is this prefix, the nonce as a byte string, and this suffix.
+_KDF_SS_PREFIX = b"\x84" + cbor.dumps(ALG_CHACHA20_POLY1305) + b"\x83\xf6"
+_KDF_SS_SUFFIX = b"\xf6" + cbor.dumps(list(_EMPTY_PARTY)) + cbor.dumps([CEK_BITS, RECIPIENT_PROTECTED_SS])
+
+
+def kdf_context_ss(nonce: bytes) -> bytes:
+    """kdf_context(ALG_CHACHA20_POLY1305, CEK_BITS, RECIPIENT_PROTECTED_SS, (None, nonce, None)),
+    spliced from constant bytes: the context of every authcrypt message."""
+    return _KDF_SS_PREFIX + _cbor_bstr(nonce) + _KDF_SS_SUFFIX
 
 
 def sign1_protected(kid: str) -> bytes:
@@ -157,19 +186,27 @@ def encode_sign1(payload: bytes, *, protected: bytes, unprotected: Mapping, secr
     if trace is not None:
         trace["to_be_signed"] = tbs
         trace["signature"] = signature
-    return cbor.dumps_tagged(TAG_SIGN1, [protected, dict(unprotected), payload, signature])
+    # 18([protected, unprotected, payload, signature]): D2 84 ...
+    return (b"\xd2\x84" + _cbor_bstr(protected) + (cbor.dumps(dict(unprotected)) if unprotected else b"\xa0")
+            + _cbor_bstr(payload) + _cbor_bstr(signature))
+
+
+# 96([CONTENT_PROTECTED, {5: iv ...  : everything before the IV's byte string.
+_ENCRYPT_PREFIX = b"\xd8\x60\x84" + _cbor_bstr(CONTENT_PROTECTED) + b"\xa1" + cbor.dumps(H_IV)
 
 
 def encode_encrypt(plaintext: bytes, *, cek: bytes, iv: bytes, recipient_protected: bytes,
-                   recipient_unprotected: Mapping, trace: dict | None = None) -> bytes:
-    """Tagged COSE_Encrypt with p2p's fixed content layer and one direct-agreement recipient."""
+                   recipient_unprotected: Mapping | bytes, trace: dict | None = None) -> bytes:
+    """Tagged COSE_Encrypt with p2p's fixed content layer and one direct-agreement recipient.
+    `recipient_unprotected` is a header map, or that map already in deterministic CBOR."""
     ciphertext = _nb.crypto_aead_chacha20poly1305_ietf_encrypt(plaintext, CONTENT_AAD, iv, cek)
     if trace is not None:
         trace["aad"] = CONTENT_AAD
-    return cbor.dumps_tagged(
-        TAG_ENCRYPT,
-        [CONTENT_PROTECTED, {H_IV: iv}, ciphertext, [[recipient_protected, dict(recipient_unprotected), b""]]],
-    )
+    if type(recipient_unprotected) is not bytes:
+        recipient_unprotected = cbor.dumps(dict(recipient_unprotected))
+    # 96([CONTENT_PROTECTED, {5: iv}, ciphertext, [[recipient_protected, unprotected, h'']]])
+    return (_ENCRYPT_PREFIX + _cbor_bstr(iv) + _cbor_bstr(ciphertext) + b"\x81\x83" + _cbor_bstr(recipient_protected)
+            + recipient_unprotected + b"\x40")
 
 
 # --- parsing untrusted envelopes ---------------------------------------------------
@@ -199,8 +236,20 @@ class Encrypt:
     party_v: PartyInfo = field(default=_EMPTY_PARTY)
 
 
+_SIGN1_HEAD = b"\xd2"  # tag 18
+_ENCRYPT_HEAD = b"\xd8\x60"  # tag 96
+
+
 def decode_envelope(data: bytes) -> cbor.CBORTag:
     """Parse one tagged COSE_Sign1 or COSE_Encrypt; CBOR faults keep their own codes."""
+    # Both tags in their shortest (deterministic) head, the only ones p2p writes:
+    # decode the content alone so it comes back as lists and dicts (see
+    # cbor.loads_tag_content). Any other head takes the generic path.
+    if type(data) is bytes:
+        if data[:1] == _SIGN1_HEAD:
+            return cbor.CBORTag(TAG_SIGN1, cbor.loads_tag_content(data, _SIGN1_HEAD, max_size=MAX_ENVELOPE_BYTES))
+        if data[:2] == _ENCRYPT_HEAD:
+            return cbor.CBORTag(TAG_ENCRYPT, cbor.loads_tag_content(data, _ENCRYPT_HEAD, max_size=MAX_ENVELOPE_BYTES))
     value = cbor.loads(data, max_size=MAX_ENVELOPE_BYTES)
     if type(value) is not cbor.CBORTag or value.tag not in (TAG_SIGN1, TAG_ENCRYPT):
         raise MalformedEnvelope("not a tagged COSE_Sign1 (18) or COSE_Encrypt (96)")
@@ -235,7 +284,7 @@ def _headers(protected: Mapping, unprotected: object, what: str) -> tuple[dict, 
     """Both header buckets as one map, after the RFC 9052 section 3 rules that apply
     whatever the layer: labels are int or text, none in both buckets, alg protected,
     crit protected and naming only labels we implement."""
-    if not isinstance(unprotected, Mapping):
+    if type(unprotected) is not dict and not isinstance(unprotected, Mapping):
         raise MalformedEnvelope(f"{what} unprotected header is not a map")
     for bucket in (protected, unprotected):
         for label in bucket:
@@ -253,6 +302,51 @@ def _headers(protected: Mapping, unprotected: object, what: str) -> tuple[dict, 
             if type(label) not in (int, str) or label not in UNDERSTOOD_LABELS or label not in protected:
                 raise MalformedEnvelope(f"{what} crit names a header p2p does not implement: {label!r}")
     if H_PARTIAL_IV in protected or H_PARTIAL_IV in unprotected:
+        raise MalformedEnvelope(f"{what} Partial IV is not used by p2p")
+    merged = dict(unprotected)
+    merged.update(protected)
+    return merged, protected
+
+
+# Protected headers (as received) that passed every check of `_headers` that looks at
+# the protected bucket alone: label types, crit, no Partial IV. Seeded with the
+# profile's three constant headers, it also learns the Sign1 headers of recent signers
+# (one per signing key). A hit skips a CBOR parse and those checks on every envelope;
+# a miss takes the full path. Bounded in entries and entry size; cleared when full.
+# The cached maps are shared, so nothing may mutate a protected map.
+_PROFILE_PROTECTED = {
+    CONTENT_PROTECTED: {H_ALG: ALG_CHACHA20_POLY1305},
+    RECIPIENT_PROTECTED_ES: {H_ALG: ALG_ECDH_ES_HKDF_256},
+    RECIPIENT_PROTECTED_SS: {H_ALG: ALG_ECDH_SS_HKDF_256},
+}
+_checked_protected: dict[bytes, Mapping] = dict(_PROFILE_PROTECTED)
+_CHECKED_PROTECTED_MAX = 256
+_CHECKED_PROTECTED_MAX_BYTES = 1024
+
+
+def _buckets(protected_raw: object, unprotected: object, what: str) -> tuple[dict, Mapping]:
+    """`_headers(_protected_map(protected_raw, what), unprotected, what)`, with the
+    same checks in the same order, minus the ones a known protected header passed."""
+    protected = _checked_protected.get(protected_raw) if type(protected_raw) is bytes else None
+    if protected is None:
+        both = _headers(_protected_map(protected_raw, what), unprotected, what)
+        if len(protected_raw) <= _CHECKED_PROTECTED_MAX_BYTES:
+            if len(_checked_protected) >= _CHECKED_PROTECTED_MAX:
+                _checked_protected.clear()
+                _checked_protected.update(_PROFILE_PROTECTED)
+            _checked_protected[protected_raw] = both[1]
+        return both
+    if type(unprotected) is not dict and not isinstance(unprotected, Mapping):
+        raise MalformedEnvelope(f"{what} unprotected header is not a map")
+    for label in unprotected:
+        if type(label) is not int and type(label) is not str:
+            raise MalformedEnvelope(f"{what} header label must be int or text")
+    for label in unprotected:
+        if label in protected:
+            raise MalformedEnvelope(f"{what} header label in both buckets")
+    if H_CRIT in unprotected:
+        raise MalformedEnvelope(f"{what} crit must be in the protected header")
+    if H_PARTIAL_IV in unprotected:
         raise MalformedEnvelope(f"{what} Partial IV is not used by p2p")
     merged = dict(unprotected)
     merged.update(protected)
@@ -287,7 +381,7 @@ def _kid(value: object, what: str) -> str:
 def parse_okp_key(value: object, crv: int, what: str) -> tuple[bytes, str | None]:
     """(x, kid) of a public OKP COSE_Key on curve `crv`. A key with a private part
     is refused: a peer that sends its secret has made a mistake we must not echo."""
-    if not isinstance(value, Mapping):
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise MalformedEnvelope(f"{what} is not a COSE_Key map")
     kty = value.get(KEY_KTY)
     if type(kty) is not int:
@@ -316,7 +410,7 @@ def decode_sign1(value: cbor.CBORTag) -> Sign1:
     """Check a COSE_Sign1's shape and headers (no crypto)."""
     items = _array(value.value, 4, "COSE_Sign1")
     protected_raw, unprotected, payload, signature = items
-    both = _headers(_protected_map(protected_raw, "COSE_Sign1"), unprotected, "COSE_Sign1")
+    both = _buckets(protected_raw, unprotected, "COSE_Sign1")
     _alg(both, (ALG_EDDSA,), "COSE_Sign1")
     headers = both[0]
     if H_KID not in headers:
@@ -335,22 +429,21 @@ def verify_sign1(sign1: Sign1, public: bytes) -> None:
 
 
 def _party(headers: Mapping, labels: tuple[int, int, int], what: str) -> PartyInfo:
-    out = []
-    for i, label in enumerate(labels):
-        v = headers.get(label)
-        # identity and other are bstr; the nonce may be bstr or int (RFC 9053 5.2).
-        if v is not None and type(v) is not bytes and not (i == 1 and type(v) is int):
-            raise MalformedEnvelope(f"{what} header {label} has the wrong type")
-        out.append(v)
-    if out == [None, None, None]:
+    get = headers.get
+    identity, nonce, other = get(labels[0]), get(labels[1]), get(labels[2])
+    if identity is None and nonce is None and other is None:
         return _EMPTY_PARTY  # shared constant: lets recipient_kdf_context take its fast path
-    return tuple(out)
+    # identity and other are bstr; the nonce may be bstr or int (RFC 9053 5.2).
+    for v, label, int_ok in ((identity, labels[0], False), (nonce, labels[1], True), (other, labels[2], False)):
+        if v is not None and type(v) is not bytes and not (int_ok and type(v) is int):
+            raise MalformedEnvelope(f"{what} header {label} has the wrong type")
+    return (identity, nonce, other)
 
 
 def decode_encrypt(value: cbor.CBORTag) -> Encrypt:
     """Check a COSE_Encrypt's shape, algorithms and recipient headers (no crypto)."""
     protected_raw, unprotected, ciphertext, recipients = _array(value.value, 4, "COSE_Encrypt")
-    both = _headers(_protected_map(protected_raw, "COSE_Encrypt"), unprotected, "COSE_Encrypt")
+    both = _buckets(protected_raw, unprotected, "COSE_Encrypt")
     _alg(both, (ALG_CHACHA20_POLY1305,), "COSE_Encrypt")
     headers = both[0]
     iv = headers.get(H_IV)
@@ -360,7 +453,7 @@ def decode_encrypt(value: cbor.CBORTag) -> Encrypt:
     if not isinstance(recipients, (list, tuple)) or len(recipients) != 1:
         raise MalformedEnvelope("COSE_Encrypt must have exactly one recipient")
     r_protected_raw, r_unprotected, r_ciphertext = _array(recipients[0], 3, "COSE_recipient")
-    r_both = _headers(_protected_map(r_protected_raw, "COSE_recipient"), r_unprotected, "COSE_recipient")
+    r_both = _buckets(r_protected_raw, r_unprotected, "COSE_recipient")
     alg = _alg(r_both, (ALG_ECDH_ES_HKDF_256, ALG_ECDH_SS_HKDF_256), "COSE_recipient")
     rh = r_both[0]
     if _bstr(r_ciphertext, "COSE_recipient ciphertext"):
@@ -396,16 +489,137 @@ def decode_encrypt(value: cbor.CBORTag) -> Encrypt:
                    ephemeral, static, static_key_kid, static_kid, party_u, party_v)
 
 
+# --- the authcrypt fast path ---------------------------------------------------------
+# Every authcrypt envelope p2p seals (seal_authcrypt, sender key form "kid") has one
+# byte layout; only the IV, the ciphertext, the two kids and the nonce vary:
+#
+#   D8 60 84                      96([
+#     44 A1 01 18 18                  << {1: 24} >>,
+#     A1 05 4C <iv: 12 bytes>         {5: iv},
+#     <bstr ciphertext>               ciphertext,
+#     81 83                           [[
+#       44 A1 01 38 1A                  << {1: -27} >>,
+#       A3 04 <bstr recipient kid>      {4: kid,
+#          22 <bstr sender kid>          -3: sender kid,
+#          35 <bstr nonce>               -22: nonce},
+#       40                              h''  ]]  ])
+#
+# `match_authcrypt` recognises exactly that layout and returns what decode_encrypt
+# would return for it, without a CBOR parse or generic header checks: those bytes
+# can only decode to that structure, and the structure passes every header rule by
+# construction (labels distinct and in deterministic order, alg protected, no crit,
+# no Partial IV). The field checks that can still fail (kid length and UTF-8, nonce
+# length) and any other layout return None, and the caller takes the full path,
+# which then raises the precise error. tests/test_cose.py checks that both agree.
+
+_AUTHCRYPT_HEAD = (b"\xd8\x60\x84" + cbor.dumps_bytes(CONTENT_PROTECTED) + b"\xa1" + cbor.dumps(H_IV)
+                   + cbor.dumps_bytes(b"\x00" * IV_BYTES)[:-IV_BYTES])
+_AUTHCRYPT_RECIPIENT = (b"\x81\x83" + cbor.dumps_bytes(RECIPIENT_PROTECTED_SS) + b"\xa3" + cbor.dumps(H_KID))
+_LABEL_STATIC_KEY_ID = cbor.dumps(H_STATIC_KEY_ID)[0]
+_LABEL_PARTY_U_NONCE = cbor.dumps(H_PARTY_U_NONCE)[0]
+
+
+def _read_bstr(data: bytes, pos: int) -> tuple[bytes, int] | None:
+    """The byte string item at `pos` (definite length) and the position after it."""
+    if pos >= len(data):
+        return None
+    head = data[pos]
+    if 0x40 <= head < 0x58:
+        n, pos = head - 0x40, pos + 1
+    elif head == 0x58:
+        n, pos = data[pos + 1] if pos + 1 < len(data) else -1, pos + 2
+    elif head == 0x59:
+        n, pos = int.from_bytes(data[pos + 1:pos + 3], "big") if pos + 3 <= len(data) else -1, pos + 3
+    else:
+        return None
+    end = pos + n
+    if n < 0 or end > len(data):
+        return None
+    return data[pos:end], end
+
+
+def _kid_or_none(raw: bytes) -> str | None:
+    """`_kid`'s result when it accepts `raw`, else None."""
+    if not raw or len(raw) > MAX_KID_BYTES:
+        return None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def match_authcrypt(data: bytes) -> tuple[str, str, bytes, bytes, bytes] | None:
+    """(recipient kid, sender kid (-3), iv, ciphertext, PartyU nonce) if `data` has the
+    byte layout above, else None (which says nothing about validity: use the full
+    path). For such data, decode_encrypt(decode_envelope(data)) is the Encrypt
+    `authcrypt_encrypt` builds from this tuple; a tuple, because a frozen dataclass
+    of 12 fields costs more to build than the rest of this function."""
+    if type(data) is not bytes or not data.startswith(_AUTHCRYPT_HEAD) or len(data) > MAX_ENVELOPE_BYTES:
+        return None
+    pos = len(_AUTHCRYPT_HEAD)
+    iv = data[pos:pos + IV_BYTES]
+    item = _read_bstr(data, pos + IV_BYTES)
+    if item is None:
+        return None
+    ciphertext, pos = item
+    if not data.startswith(_AUTHCRYPT_RECIPIENT, pos):
+        return None
+    item = _read_bstr(data, pos + len(_AUTHCRYPT_RECIPIENT))
+    if item is None:
+        return None
+    recipient_kid, pos = item
+    if pos >= len(data) or data[pos] != _LABEL_STATIC_KEY_ID:
+        return None
+    item = _read_bstr(data, pos + 1)
+    if item is None:
+        return None
+    static_kid, pos = item
+    if pos >= len(data) or data[pos] != _LABEL_PARTY_U_NONCE:
+        return None
+    item = _read_bstr(data, pos + 1)
+    if item is None:
+        return None
+    nonce, pos = item
+    # h'' must be the last byte: anything after it is trailing data.
+    if pos + 1 != len(data) or data[pos] != 0x40:
+        return None
+    if len(iv) != IV_BYTES or not MIN_PARTY_NONCE_BYTES <= len(nonce) <= MAX_PARTY_NONCE_BYTES:
+        return None
+    recipient_kid, static_kid = _kid_or_none(recipient_kid), _kid_or_none(static_kid)
+    if recipient_kid is None or static_kid is None:
+        return None
+    return recipient_kid, static_kid, iv, ciphertext, nonce
+
+
+def authcrypt_encrypt(fields: tuple[str, str, bytes, bytes, bytes]) -> Encrypt:
+    """The Encrypt that decode_encrypt returns for an envelope match_authcrypt matched."""
+    recipient_kid, static_kid, iv, ciphertext, nonce = fields
+    return Encrypt(CONTENT_PROTECTED, iv, ciphertext, ALG_ECDH_SS_HKDF_256, RECIPIENT_PROTECTED_SS, recipient_kid,
+                   None, None, None, static_kid, (None, nonce, None), _EMPTY_PARTY)
+
+
 def recipient_kdf_context(enc: Encrypt) -> bytes:
     if (enc.alg == ALG_ECDH_ES_HKDF_256 and enc.recipient_protected == RECIPIENT_PROTECTED_ES
             and enc.party_u is _EMPTY_PARTY and enc.party_v is _EMPTY_PARTY):
         return KDF_CONTEXT_ES
+    party_u = enc.party_u
+    # Every authcrypt envelope p2p seals has this shape (only a PartyU nonce, which
+    # decode_encrypt has checked is bytes): splice the context rather than encode it.
+    if (enc.alg == ALG_ECDH_SS_HKDF_256 and enc.recipient_protected == RECIPIENT_PROTECTED_SS
+            and party_u[0] is None and party_u[2] is None and type(party_u[1]) is bytes
+            and enc.party_v is _EMPTY_PARTY):
+        return kdf_context_ss(party_u[1])
     return kdf_context(ALG_CHACHA20_POLY1305, CEK_BITS, enc.recipient_protected, enc.party_u, enc.party_v)
 
 
 def decrypt_content(enc: Encrypt, cek: bytes) -> bytes:
     aad = CONTENT_AAD if enc.protected == CONTENT_PROTECTED else enc_structure(enc.protected)
+    return aead_decrypt(enc.ciphertext, aad, enc.iv, cek)
+
+
+def aead_decrypt(ciphertext: bytes, aad: bytes, iv: bytes, cek: bytes) -> bytes:
+    """ChaCha20/Poly1305 decryption; a bad tag (or a malformed input) is DecryptionFailed."""
     try:
-        return _nb.crypto_aead_chacha20poly1305_ietf_decrypt(enc.ciphertext, aad, enc.iv, cek)
+        return _nb.crypto_aead_chacha20poly1305_ietf_decrypt(ciphertext, aad, iv, cek)
     except (_nacl_exc.CryptoError, ValueError, TypeError):
         raise DecryptionFailed("ChaCha20/Poly1305 tag does not verify") from None

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-from . import cose, keys
+from . import cbor, cose, keys
 from .cose import (
     ALG_ECDH_ES_HKDF_256,
     CRV_X25519,
@@ -169,6 +169,12 @@ def is_envelope(data: bytes) -> bool:
 
 # --- sealing ---------------------------------------------------------------------
 
+_cbor_bstr = cbor.dumps_bytes
+_SS_UNPROTECTED_HEAD = b"\xa3" + cbor.dumps(H_KID)  # a map of 3 pairs, then label 4
+_H_STATIC_KEY_ID = cbor.dumps(H_STATIC_KEY_ID)
+_H_STATIC_KEY = cbor.dumps(H_STATIC_KEY)
+_H_PARTY_U_NONCE = cbor.dumps(H_PARTY_U_NONCE)
+
 
 def _check_size(envelope: bytes) -> bytes:
     if len(envelope) > MAX_ENVELOPE_BYTES:
@@ -209,21 +215,25 @@ def seal_authcrypt(plaintext: bytes, pairwise: PairwiseKey, *, iv: bytes, nonce:
     if type(nonce) is not bytes or not MIN_PARTY_NONCE_BYTES <= len(nonce) <= MAX_PARTY_NONCE_BYTES:
         raise LocalError(f"nonce must be {MIN_PARTY_NONCE_BYTES}..{MAX_PARTY_NONCE_BYTES} bytes")
     mine = pairwise.mine
+    # The recipient's unprotected header is spliced from CBOR bytes rather than
+    # encoded from a map: its labels are fixed, so is their deterministic order
+    # (4, then -3 or -2, then -22: bytewise 04 < 22 | 21 < 35), and this runs for
+    # every message. tests/test_envelope.py checks it against cbor.dumps.
     if sender_key_form == "kid":
-        sender = {H_STATIC_KEY_ID: mine.kid.encode("utf-8")}
+        sender = _H_STATIC_KEY_ID + _cbor_bstr(mine.kid.encode("utf-8"))
     elif sender_key_form == "key":
-        sender = {H_STATIC_KEY: cose.cose_key(CRV_X25519, mine.public, kid=mine.kid)}
+        sender = _H_STATIC_KEY + cbor.dumps(cose.cose_key(CRV_X25519, mine.public, kid=mine.kid))
     else:
         raise LocalError(f"sender_key_form must be one of {SENDER_KEY_FORMS}")
-    context = cose.kdf_context(cose.ALG_CHACHA20_POLY1305, cose.CEK_BITS, RECIPIENT_PROTECTED_SS,
-                               (None, nonce, None))
+    context = cose.kdf_context_ss(nonce)
     cek = cose.hkdf_sha256(pairwise.shared_secret, context)
     if trace is not None:
         trace.update(shared_secret=pairwise.shared_secret, kdf_context=context, cek=cek)
-    sender[H_KID] = pairwise.peer_kid.encode("utf-8")
-    sender[H_PARTY_U_NONCE] = nonce
+    # {4: peer kid, -3 / -2: sender, -22: nonce}
+    unprotected = (_SS_UNPROTECTED_HEAD + _cbor_bstr(pairwise.peer_kid.encode("utf-8")) + sender
+                   + _H_PARTY_U_NONCE + _cbor_bstr(nonce))
     return _check_size(cose.encode_encrypt(plaintext, cek=cek, iv=iv, recipient_protected=RECIPIENT_PROTECTED_SS,
-                                           recipient_unprotected=sender, trace=trace))
+                                           recipient_unprotected=unprotected, trace=trace))
 
 
 def seal_for_relay(envelope: bytes, *, relay_kid: str, relay_public: bytes, ephemeral_secret: bytes, iv: bytes,
@@ -304,6 +314,31 @@ def _public(mapping: Mapping[str, bytes], kid: str) -> bytes | None:
 def open_one_layer(data: bytes, keyring: Keyring, *, trace: dict | None = None) -> Layer:
     """Open the outermost layer of `data` only (what a relay does). Every header and
     algorithm is checked before any curve operation (spec/04-envelopes.md, "Opening")."""
+    return Layer(*_open_layer(data, keyring, trace))
+
+
+def _open_layer(data: bytes, keyring: Keyring, trace: dict | None) -> tuple:
+    """open_one_layer's work, as a tuple in Layer's field order: `open` reads the
+    fields directly rather than building a Layer per layer."""
+    fast = cose.match_authcrypt(data)
+    if fast is not None:
+        # The one layout p2p seals for authcrypt (see cose.match_authcrypt): the
+        # steps of the general ECDH-SS branch below, on fields already checked.
+        recipient_kid, sender_kid, iv, ciphertext, nonce = fast
+        mine = keyring.agreement_keys.get(recipient_kid)
+        if mine is None:
+            raise WrongRecipient(f"no key {recipient_kid!r} here")
+        sender_public = _public(keyring.senders, sender_kid)
+        if sender_public is None:
+            raise UnknownSender(f"unknown sender {sender_kid!r}")
+        shared = keyring.static_secret(mine, sender_public)
+        context = cose.kdf_context_ss(nonce)
+        cek = cose.hkdf_sha256(shared, context)
+        if trace is not None:
+            trace.update(shared_secret=shared, kdf_context=context, cek=cek)
+        plaintext = cose.aead_decrypt(ciphertext, cose.CONTENT_AAD, iv, cek)
+        return AUTHCRYPT, plaintext, recipient_kid, sender_kid, sender_public, None
+
     value = cose.decode_envelope(data)
     if value.tag == TAG_SIGN1:
         sign1 = cose.decode_sign1(value)
@@ -311,7 +346,7 @@ def open_one_layer(data: bytes, keyring: Keyring, *, trace: dict | None = None) 
         if public is None:
             raise UnknownSender(f"unknown signer {sign1.kid!r}")
         cose.verify_sign1(sign1, public)
-        return Layer(SIGNED, sign1.payload, signer_kid=sign1.kid)
+        return SIGNED, sign1.payload, None, None, None, sign1.kid
 
     enc = cose.decode_encrypt(value)
     mine = keyring.agreement_keys.get(enc.recipient_kid)
@@ -341,8 +376,7 @@ def open_one_layer(data: bytes, keyring: Keyring, *, trace: dict | None = None) 
     if trace is not None:
         trace.update(shared_secret=shared, kdf_context=context, cek=cek)
     plaintext = cose.decrypt_content(enc, cek)
-    return Layer(kind, plaintext, recipient_kid=enc.recipient_kid, sender_kid=sender_kid,
-                 sender_public=sender_public)
+    return kind, plaintext, enc.recipient_kid, sender_kid, sender_public, None
 
 
 def open(data: bytes, keyring: Keyring, *, max_depth: int = MAX_DEPTH) -> Opened:  # noqa: A001
@@ -355,18 +389,18 @@ def open(data: bytes, keyring: Keyring, *, max_depth: int = MAX_DEPTH) -> Opened
     while True:
         if len(layers) >= max_depth:
             raise MalformedEnvelope(f"envelope nested deeper than {max_depth} layers")
-        layer = open_one_layer(current, keyring)
-        layers.append(layer.kind)
-        current = layer.content
-        if layer.kind == SIGNED:
-            signer_kid = layer.signer_kid
+        kind, current, layer_recipient, layer_sender, layer_sender_public, layer_signer = _open_layer(
+            current, keyring, None)
+        layers.append(kind)
+        if kind == SIGNED:
+            signer_kid = layer_signer
             break
         if recipient_kid is None:
-            recipient_kid = layer.recipient_kid
-        if layer.kind == AUTHCRYPT:
+            recipient_kid = layer_recipient
+        if kind == AUTHCRYPT:
             if AUTHCRYPT in layers[:-1]:
                 raise MalformedEnvelope("more than one authcrypt layer")
-            sender_kid, sender_public = layer.sender_kid, layer.sender_public
+            sender_kid, sender_public = layer_sender, layer_sender_public
         if not is_envelope(current):
             break
     if signer_kid is not None and AUTHCRYPT in layers:

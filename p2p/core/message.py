@@ -123,15 +123,80 @@ def encode(message: Message) -> bytes:
 
     A message we would reject on receipt is our caller's bug, so it raises LocalError.
     """
-    wire = message.to_map()
-    try:
-        parse_map(wire)
-    except InvalidMessage as exc:
-        raise LocalError(f"refusing to encode an invalid message: {exc.code}: {exc.detail}") from None
+    if _plainly_valid(message):
+        # The map to_map() builds (a tuple encodes as the same CBOR array as a list),
+        # inserted in deterministic key order (shorter first, then bytewise: id, to,
+        # ack, body, from, thid, type, pthid, please_ack, created_time, expires_time)
+        # so that cbor.dumps finds it in order and encodes it without sorting a copy.
+        to, ack, frm, thid, pthid = message.to, message.ack, message.frm, message.thid, message.pthid
+        wire: dict[str, Any] = {"id": message.id}
+        if to is not None:
+            wire["to"] = to
+        if ack is not None:
+            wire["ack"] = ack
+        wire["body"] = message.body
+        if frm is not None:
+            wire["from"] = frm
+        if thid is not None:
+            wire["thid"] = thid
+        wire["type"] = message.type
+        if pthid is not None:
+            wire["pthid"] = pthid
+        if message.please_ack is not None:
+            wire["please_ack"] = message.please_ack
+        if message.created_time is not None:
+            wire["created_time"] = message.created_time
+        if message.expires_time is not None:
+            wire["expires_time"] = message.expires_time
+    else:
+        wire = message.to_map()
+        try:
+            parse_map(wire)
+        except InvalidMessage as exc:
+            raise LocalError(f"refusing to encode an invalid message: {exc.code}: {exc.detail}") from None
     data = cbor.dumps(wire)
     if len(data) > MAX_MESSAGE_BYTES:
         raise LocalError(f"message is {len(data)} bytes; the limit is {MAX_MESSAGE_BYTES}")
     return data
+
+
+def _plainly_valid(message: Message) -> bool:
+    """True only if parse_map(message.to_map()) would accept `message`: the common
+    case (no extensions, crit or attachments) checked on the fields directly, rather
+    than by building the wire map and a Message from it on every encode. False means
+    "not sure": encode then takes the full to_map + parse_map path, which also
+    produces the precise error."""
+    if message.extensions or message.crit or message.attachments:
+        return False
+    if not (_is_id(message.id) and _is_type(message.type) and type(message.body) is dict):
+        return False
+    frm, to = message.frm, message.to
+    if frm is not None and not _is_did(frm):
+        return False
+    if to is not None:
+        if type(to) is not tuple and type(to) is not list or not 0 < len(to) <= MAX_RECIPIENTS:
+            return False
+        for did in to:
+            if not _is_did(did):
+                return False
+    if message.thid is not None and not _is_id(message.thid):
+        return False
+    if message.pthid is not None and not _is_id(message.pthid):
+        return False
+    created, expires = message.created_time, message.expires_time
+    if created is not None and (type(created) is not int or not 0 <= created < 2**63):
+        return False
+    if expires is not None:
+        if type(expires) is not int or not 0 <= expires < 2**63 or (created is not None and expires < created):
+            return False
+    for value, limit in ((message.please_ack, 4), (message.ack, 64)):
+        if value is not None:
+            if type(value) is not tuple and type(value) is not list or len(value) > limit:
+                return False
+            for item in value:
+                if type(item) is not str or not item or len(item) > MAX_TYPE_CHARS:
+                    return False
+    return True
 
 
 def decode(data: bytes, *, now: int | None = None, max_skew: int = DEFAULT_MAX_SKEW,
@@ -204,6 +269,40 @@ def _text_list(m: dict, name: str, limit: int) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+# Predicates for the fast paths (encode's _plainly_valid, parse_map's common fields):
+# each is exactly the acceptance condition of the checker named beside it, which
+# still runs whenever a predicate says no, to raise the precise error.
+
+
+def _is_id(value: Any) -> bool:  # _text(..., limit=MAX_ID_CHARS, pattern=_ID_RE)
+    return type(value) is str and 0 < len(value) <= MAX_ID_CHARS and _ID_RE.match(value) is not None
+
+
+# Message type URIs that matched _TYPE_RE. A conversation uses a handful of types, and
+# this regex (lazy quantifier, four groups) costs more than the rest of a decode's
+# field checks together; bounded, cleared when full.
+_valid_types: dict[str, None] = {}
+_VALID_TYPES_MAX = 1024
+
+
+def _is_type(value: Any) -> bool:  # _text(..., limit=MAX_TYPE_CHARS, pattern=_TYPE_RE)
+    if type(value) is not str:
+        return False
+    if value in _valid_types:
+        return True
+    if not 0 < len(value) <= MAX_TYPE_CHARS or not _TYPE_RE.match(value):
+        return False
+    if len(_valid_types) >= _VALID_TYPES_MAX:
+        _valid_types.clear()
+    _valid_types[value] = None
+    return True
+
+
+def _is_did(value: Any) -> bool:  # _did
+    return (type(value) is str and value.startswith("did:") and len(value) <= MAX_DID_CHARS
+            and value.count(":") >= 2)
+
+
 def _kind(value: Any) -> str:
     return {bytes: "bytes", str: "text", int: "integer", list: "array", dict: "map",
             bool: "boolean", type(None): "null"}.get(type(value), type(value).__name__)
@@ -248,27 +347,44 @@ def parse_map(m: Any, *, understood: frozenset[str] = frozenset()) -> Message:
     for key in m:
         if type(key) is not str:
             raise InvalidField(f"message field names are text, got {_kind(key)}")
-    crit = _text_list(m, "crit", MAX_CRIT) or ()
+    crit = (_text_list(m, "crit", MAX_CRIT) or ()) if "crit" in m else ()
     for name in crit:
         if name not in KNOWN_FIELDS and name not in understood:
             raise UnknownCriticalField(name)
         if name not in m:
             raise InvalidField(f"crit names {name!r}, which is absent")
-    mid = _text(m, "id", required=True, limit=MAX_ID_CHARS, pattern=_ID_RE)
-    mtype = _text(m, "type", required=True, limit=MAX_TYPE_CHARS, pattern=_TYPE_RE)
+    # Common fields: a cheap acceptance test first; the checker raises the error.
+    mid = m.get("id")
+    if not _is_id(mid):
+        mid = _text(m, "id", required=True, limit=MAX_ID_CHARS, pattern=_ID_RE)
+    mtype = m.get("type")
+    if not _is_type(mtype):
+        mtype = _text(m, "type", required=True, limit=MAX_TYPE_CHARS, pattern=_TYPE_RE)
     if "body" not in m:
         raise MissingField("body")
     body = m["body"]
     if type(body) is not dict:
         raise InvalidField(f"body: expected a map, got {_kind(body)}")
-    frm = _did(m, "from", m["from"]) if "from" in m else None
+    frm = None
+    if "from" in m:
+        frm = m["from"]
+        if not _is_did(frm):
+            _did(m, "from", frm)
     to = None
     if "to" in m:
-        if type(m["to"]) is not list or not m["to"] or len(m["to"]) > MAX_RECIPIENTS:
+        to = m["to"]
+        if type(to) is not list or not to or len(to) > MAX_RECIPIENTS:
             raise InvalidField(f"to: expected a list of 1..{MAX_RECIPIENTS} DIDs")
-        to = tuple(_did(m, "to", d) for d in m["to"])
-    thid = _text(m, "thid", limit=MAX_ID_CHARS, pattern=_ID_RE)
-    pthid = _text(m, "pthid", limit=MAX_ID_CHARS, pattern=_ID_RE)
+        for did in to:
+            if not _is_did(did):
+                _did(m, "to", did)
+        to = tuple(to)
+    thid = m.get("thid")
+    if not _is_id(thid):
+        thid = _text(m, "thid", limit=MAX_ID_CHARS, pattern=_ID_RE)
+    pthid = m.get("pthid")
+    if not _is_id(pthid):
+        pthid = _text(m, "pthid", limit=MAX_ID_CHARS, pattern=_ID_RE)
     created = _time(m, "created_time")
     expires = _time(m, "expires_time")
     if created is not None and expires is not None and expires < created:
@@ -284,12 +400,10 @@ def parse_map(m: Any, *, understood: frozenset[str] = frozenset()) -> Message:
             raise InvalidField("attachments: ids must be unique within a message")
     please_ack = _text_list(m, "please_ack", 4)
     ack = _text_list(m, "ack", 64)
-    extensions = {k: v for k, v in m.items() if k not in KNOWN_FIELDS}
-    return Message(
-        id=mid, type=mtype, body=body, frm=frm, to=to, thid=thid, pthid=pthid,
-        created_time=created, expires_time=expires, attachments=attachments,
-        please_ack=please_ack, ack=ack, extensions=extensions, crit=tuple(crit),
-    )
+    # issuperset runs in C; the comprehension only when there are extensions.
+    extensions = {} if KNOWN_FIELDS.issuperset(m) else {k: v for k, v in m.items() if k not in KNOWN_FIELDS}
+    return Message(mid, mtype, body, frm, to, thid, pthid, created, expires, attachments, please_ack, ack,
+                   extensions, tuple(crit))
 
 
 def piuri(message_type: str) -> tuple[str, str, int, int, str]:

@@ -12,6 +12,7 @@ Secret material (the identity key set, pairwise keys) is stored as opaque bytes;
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Iterable, Protocol, Sequence
@@ -107,6 +108,12 @@ class Relationship:
     our_secret: bytes | None  # None once revoked
     created_at: int
     updated_at: int
+    # schema 2: the connect/1.0 facts (spec/10)
+    role: str = "invitee"  # "inviter" | "invitee"
+    their_label: str = ""
+    setup: str | None = None  # "responded": an inviter waiting for `complete`; None: set up
+    thid: str | None = None  # the connect thread
+    invitation_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,6 +178,52 @@ class InboxEntry:
     received_at: int
 
 
+class ArchiveState(StrEnum):
+    """States of an archived message: an outbound one follows its outbox row
+    (acked is shown as delivered); an inbound one is received."""
+
+    QUEUED = "queued"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    RECEIVED = "received"
+
+
+@dataclass(frozen=True, slots=True)
+class ArchiveRecord:
+    """One plaintext message to keep: every message in and out of a relationship."""
+
+    relationship_id: str
+    direction: str  # "in" | "out"
+    message_id: str
+    type: str
+    thid: str
+    plaintext: bytes  # the message's deterministic CBOR (spec/03)
+    pthid: str | None = None
+    seq: int | None = None
+    state: ArchiveState = ArchiveState.RECEIVED
+    created_time: int | None = None
+    expires_time: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ArchivedMessage:
+    cursor: int  # monotonic: the application pages with after=cursor
+    relationship_id: str
+    direction: str
+    message_id: str
+    type: str
+    thid: str
+    pthid: str | None
+    seq: int | None
+    state: ArchiveState
+    created_time: int | None
+    expires_time: int | None
+    archived_at: int
+    plaintext: bytes
+
+
 class _Unchanged:
     __slots__ = ()
 
@@ -188,6 +241,8 @@ class Store(Protocol):
     """What the daemon needs from durable storage. Writes are committed on return."""
 
     def close(self) -> None: ...
+    def atomic(self) -> "contextlib.AbstractContextManager[None]": ...
+    def checkpoint(self) -> tuple[int, int, int]: ...
     def __enter__(self) -> "Store": ...
     def __exit__(self, *exc: object) -> None: ...
 
@@ -204,7 +259,9 @@ class Store(Protocol):
     def add_relationship(
         self, *, id: str, our_did: str, their_did: str, their_ed25519: bytes,
         their_x25519: bytes, our_secret: bytes, now: int,
-        endpoint: str | None = None, label: str = "",
+        endpoint: str | None = None, label: str = "", role: str = "invitee",
+        their_label: str = "", setup: str | None = None, thid: str | None = None,
+        invitation_id: str | None = None, out_seq: int = 0,
     ) -> Relationship: ...
     def get_relationship(self, id: str) -> Relationship | None: ...
     def relationship_by_our_did(self, our_did: str) -> Relationship | None: ...
@@ -212,9 +269,11 @@ class Store(Protocol):
     def list_relationships(self, state: RelationshipState | None = None) -> list[Relationship]: ...
     def update_relationship(
         self, id: str, *, now: int, endpoint: str | None | _Unchanged = UNCHANGED,
-        label: str | _Unchanged = UNCHANGED,
+        label: str | _Unchanged = UNCHANGED, their_label: str | _Unchanged = UNCHANGED,
+        setup: str | None | _Unchanged = UNCHANGED,
     ) -> Relationship: ...
-    def revoke_relationship(self, id: str, now: int) -> list[str]: ...
+    def revoke_relationship(self, id: str, now: int, *, final: Outgoing | None = None) -> list[str]: ...
+    def relationship_counts(self) -> dict[str, int]: ...
 
     # invitations
     def add_invitation(
@@ -235,19 +294,31 @@ class Store(Protocol):
     def mark_failed_many(self, message_ids: Iterable[str], *, error: str) -> int: ...
     def expire(self, now: int) -> list[str]: ...
     def pending_count(self, relationship_id: str) -> int: ...
+    def pending_after(self, relationship_id: str, after_seq: int, now: int, limit: int) -> list[OutboxEntry]: ...
+    def relationships_with_pending(self) -> list[str]: ...
+    def outbox_counts(self) -> dict[str, int]: ...
     def prune_outbox(self, before: int) -> int: ...
 
     # inbox (hot path)
-    def record_received_many(self, batch: Sequence[Incoming], now: int) -> list[bool]: ...
+    def record_received_many(self, batch: Sequence[Incoming], now: int, *, keep_payload: bool = True) -> list[bool]: ...
     def undelivered(self, limit: int) -> list[InboxEntry]: ...
     def mark_delivered_many(self, inbox_ids: Iterable[int]) -> int: ...
     def prune_seen(self, before: int) -> int: ...
+
+    # archive (schema 2)
+    def archive_many(self, records: Sequence[ArchiveRecord], now: int) -> list[int]: ...
+    def archived(
+        self, *, relationship_id: str | None = None, thid: str | None = None, direction: str | None = None,
+        type: str | None = None, after: int | None = None, limit: int = 100,
+    ) -> list[ArchivedMessage]: ...
+    def get_archived(self, message_id: str, *, relationship_id: str | None = None,
+                     direction: str | None = None) -> ArchivedMessage | None: ...
 
 
 from .sqlite import SQLiteStore  # noqa: E402  (needs the names above)
 
 __all__ = [
-    "DuplicateId", "DuplicateMessageId", "Identity", "InboxEntry", "Incoming", "Invitation",
+    "ArchiveRecord", "ArchiveState", "ArchivedMessage", "DuplicateId", "DuplicateMessageId", "Identity", "InboxEntry", "Incoming", "Invitation",
     "InvitationKind", "InvitationState", "OutboxEntry", "OutboxState", "Outgoing",
     "Relationship", "RelationshipRevoked", "RelationshipState", "SQLiteStore", "SchemaTooNew",
     "SettingValue", "Store", "StoreError", "UNCHANGED", "UnknownRelationship",

@@ -27,6 +27,9 @@ import sqlite_utils
 
 from . import (
     UNCHANGED,
+    ArchivedMessage,
+    ArchiveRecord,
+    ArchiveState,
     DuplicateId,
     DuplicateMessageId,
     Identity,
@@ -79,7 +82,7 @@ MIGRATIONS = _load_migrations()
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _REL_COLS = ("id, our_did, their_did, their_ed25519, their_x25519, endpoint, label, state, "
-             "our_secret, created_at, updated_at")
+             "our_secret, created_at, updated_at, role, their_label, setup, thid, invitation_id")
 _INV_COLS = "id, kind, blob, state, use_count, created_at, expires_at"
 _OUT_COLS = ("message_id, relationship_id, thread_id, seq, payload, state, attempts, "
              "next_attempt_at, expires_at, created_at, last_error")
@@ -88,7 +91,7 @@ _LIVE = "('queued', 'sent')"  # outbox states that still want delivery
 
 def _relationship(r: tuple) -> Relationship:
     return Relationship(r[0], r[1], r[2], r[3], r[4], r[5], r[6], RelationshipState(r[7]),
-                        r[8], r[9], r[10])
+                        r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15])
 
 
 def _invitation(r: tuple) -> Invitation:
@@ -97,6 +100,21 @@ def _invitation(r: tuple) -> Invitation:
 
 def _outbox(r: tuple) -> OutboxEntry:
     return OutboxEntry(r[0], r[1], r[2], r[3], r[4], OutboxState(r[5]), r[6], r[7], r[8], r[9], r[10])
+
+
+# An outbound message's state is its outbox row's while that row exists (acked is
+# shown as delivered); after prune_outbox, the copy in archive.state.
+_ARC_COLS = ("a.cursor, a.relationship_id, a.direction, a.message_id, a.type, a.thid, a.pthid, a.seq, "
+             "CASE o.state WHEN 'acked' THEN 'delivered' ELSE coalesce(o.state, a.state) END, "
+             "a.created_time, a.expires_time, a.archived_at, a.plaintext")
+_ARC_FROM = ("archive a LEFT JOIN outbox o ON a.direction = 'out' AND o.message_id = a.message_id "
+             "AND o.relationship_id = a.relationship_id")
+_DIRECTIONS = ("in", "out")
+
+
+def _archived(r: tuple) -> ArchivedMessage:
+    return ArchivedMessage(r[0], r[1], r[2], r[3], r[4], r[5], r[6], r[7], ArchiveState(r[8]), r[9], r[10],
+                           r[11], r[12])
 
 
 def _chmod_private(path: Path) -> None:
@@ -118,7 +136,8 @@ class SQLiteStore:
     worker thread (trio.to_thread) as well as from the event loop thread.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal") -> None:
+    def __init__(self, path: str | os.PathLike[str], *, synchronous: str = "normal",
+                 autocheckpoint: bool = True) -> None:
         if synchronous not in SYNCHRONOUS:
             raise StoreError(f"synchronous must be one of {sorted(SYNCHRONOUS)}, not {synchronous!r}")
         if sqlite3.sqlite_version_info < MIN_SQLITE:
@@ -128,6 +147,11 @@ class SQLiteStore:
         self.synchronous = synchronous
         self._lock = threading.RLock()
         self._closed = False
+        self._depth = 0  # atomic() nesting: inner transactions join the outer one
+        self._checkpoint_due = False
+        self.autocheckpoint = autocheckpoint
+        self._ckpt_conn: sqlite3.Connection | None = None
+        self._ckpt_lock = threading.Lock()
         self.path.parent.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         # Create the file ourselves with 0600 before SQLite touches it: SQLite gives
         # its -wal and -shm files the mode of the main file, so they are born
@@ -146,6 +170,8 @@ class SQLiteStore:
             conn.close()
             raise
         _chmod_private(self.path)
+        # Schema 2 indexes the live part of the outbox by relationship.
+        self._live_index = "INDEXED BY outbox_live" if self.schema_version >= 2 else ""
 
     # --- lifecycle ---------------------------------------------------------
 
@@ -160,6 +186,11 @@ class SQLiteStore:
         # FAST zeroes deleted cells in place at no extra I/O, and key blobs are
         # far smaller than a page, so they never sit in overflow pages.
         db.execute("PRAGMA secure_delete = FAST")
+        if not self.autocheckpoint:
+            # The owner runs checkpoint() itself, off its hot path: an automatic
+            # checkpoint runs inside whichever COMMIT crosses 1000 WAL pages and
+            # fsyncs there, stalling that commit for hundreds of milliseconds.
+            db.execute("PRAGMA wal_autocheckpoint = 0")
 
     def _user_version(self) -> int:
         return self._conn.execute("PRAGMA user_version").fetchone()[0]
@@ -199,6 +230,25 @@ class SQLiteStore:
             if not self._closed:
                 self._closed = True
                 self._conn.close()
+        with self._ckpt_lock:
+            if self._ckpt_conn is not None:
+                self._ckpt_conn.close()
+                self._ckpt_conn = None
+
+    def checkpoint(self) -> tuple[int, int, int]:
+        """Copy committed WAL pages into the database file (PRAGMA wal_checkpoint
+        PASSIVE), on a connection of its own, so that a worker thread can run it (and
+        its fsyncs) while the owner keeps writing on the main connection. Returns
+        SQLite's (busy, WAL frames, frames checkpointed). For stores opened with
+        autocheckpoint=False; harmless otherwise."""
+        with self._ckpt_lock:
+            if self._closed:
+                raise StoreError("store is closed")
+            if self._ckpt_conn is None:
+                self._ckpt_conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_S, isolation_level=None,
+                                                  check_same_thread=False)
+                self._ckpt_conn.execute(f"PRAGMA synchronous = {SYNCHRONOUS[self.synchronous]}")
+            return tuple(self._ckpt_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone())
 
     def __enter__(self) -> "SQLiteStore":
         return self
@@ -208,9 +258,13 @@ class SQLiteStore:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction; committed on normal exit, rolled back otherwise."""
+        """One write transaction; committed on normal exit, rolled back otherwise.
+        Inside `atomic()` it joins the enclosing transaction instead."""
         with self._lock:
             conn = self._conn
+            if self._depth:
+                yield conn
+                return
             conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
@@ -219,6 +273,46 @@ class SQLiteStore:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    @contextlib.contextmanager
+    def atomic(self) -> Iterator[None]:
+        """Group several store calls into one transaction (one commit, one fsync
+        with synchronous=full): every write method called inside joins it, and
+        all of them are committed together when the block exits normally, or none
+        (rolled back) if it raises. The daemon uses it so that, e.g., recording a
+        batch of received messages, archiving them and queueing the replies they
+        caused is one atomic step. Other threads wait for the whole block."""
+        with self._lock:
+            if self._depth:
+                self._depth += 1
+                try:
+                    yield
+                finally:
+                    self._depth -= 1
+                return
+            conn = self._conn
+            conn.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                self._checkpoint_due = False
+                raise
+            finally:
+                self._depth = 0
+            if self._checkpoint_due:
+                self._checkpoint_due = False
+                self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        # The WAL may still hold page images from before a revoke (with the key in
+        # them); copy them into the file and cut the WAL to zero length. Best effort:
+        # a reader in another process can hold the checkpoint back.
+        with self._lock:
+            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     # --- settings (cold path: sqlite-utils convenience) ----------------------
 
@@ -264,16 +358,22 @@ class SQLiteStore:
     def add_relationship(
         self, *, id: str, our_did: str, their_did: str, their_ed25519: bytes,
         their_x25519: bytes, our_secret: bytes, now: int,
-        endpoint: str | None = None, label: str = "",
+        endpoint: str | None = None, label: str = "", role: str = "invitee",
+        their_label: str = "", setup: str | None = None, thid: str | None = None,
+        invitation_id: str | None = None, out_seq: int = 0,
     ) -> Relationship:
+        """`out_seq`: the last sequence number already used towards the peer (an
+        invitee's connect request travels as seq 1 before the relationship exists)."""
         try:
             with self._tx() as conn:
                 conn.execute(
                     "INSERT INTO relationships (id, our_did, their_did, their_ed25519, their_x25519, "
-                    "endpoint, label, state, our_secret, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?)",
+                    "endpoint, label, state, our_secret, created_at, updated_at, role, their_label, "
+                    "setup, thid, invitation_id, out_seq) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (id, our_did, their_did, bytes(their_ed25519), bytes(their_x25519), endpoint,
-                     label, bytes(our_secret), now, now),
+                     label, bytes(our_secret), now, now, role, their_label, setup, thid, invitation_id,
+                     out_seq),
                 )
         except sqlite3.IntegrityError as exc:
             raise DuplicateId(f"relationship {id!r} or pairwise DID {our_did!r} exists: {exc}") from None
@@ -312,26 +412,29 @@ class SQLiteStore:
 
     def update_relationship(
         self, id: str, *, now: int, endpoint: str | None | _Unchanged = UNCHANGED,
-        label: str | _Unchanged = UNCHANGED,
+        label: str | _Unchanged = UNCHANGED, their_label: str | _Unchanged = UNCHANGED,
+        setup: str | None | _Unchanged = UNCHANGED,
     ) -> Relationship:
         sets, args = ["updated_at = ?"], [now]
-        if endpoint is not UNCHANGED:
-            sets.append("endpoint = ?")
-            args.append(endpoint)
-        if label is not UNCHANGED:
-            sets.append("label = ?")
-            args.append(label)
+        for column, value in (("endpoint", endpoint), ("label", label), ("their_label", their_label),
+                              ("setup", setup)):
+            if value is not UNCHANGED:
+                sets.append(f"{column} = ?")
+                args.append(value)
         with self._tx() as conn:
             cur = conn.execute(f"UPDATE relationships SET {', '.join(sets)} WHERE id = ?", (*args, id))
             if cur.rowcount == 0:
                 raise UnknownRelationship(id)
         return self._get_relationship("id", id)  # type: ignore[return-value]
 
-    def revoke_relationship(self, id: str, now: int) -> list[str]:
+    def revoke_relationship(self, id: str, now: int, *, final: Outgoing | None = None) -> list[str]:
         """Forget our pairwise keys, keep the row as 'revoked', abandon its outbox.
 
         Returns the ids of outbound messages that will now never be delivered.
-        Revoking twice is harmless (the second call returns []).
+        Revoking twice is harmless (the second call returns []). `final` is one
+        last message, already sealed, queued in the same transaction after the
+        others are abandoned: the connect/1.0 `revoke` itself, which the daemon
+        keeps delivering (spec/10 §10.6) although the relationship is revoked.
         """
         with self._tx() as conn:
             row = conn.execute("SELECT state FROM relationships WHERE id = ?", (id,)).fetchone()
@@ -347,12 +450,26 @@ class SQLiteStore:
                 f"WHERE relationship_id = ? AND state IN {_LIVE} RETURNING message_id",
                 (id,),
             ).fetchall()]
-        # The WAL may still hold page images from before the revoke (with the key in
-        # them); copy them into the file and cut the WAL to zero length. Best effort:
-        # a reader in another process can hold the checkpoint back.
-        with self._lock:
-            self._conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            if final is not None and row[0] == "active":
+                seq = conn.execute("UPDATE relationships SET out_seq = out_seq + 1 WHERE id = ? "
+                                   "RETURNING out_seq", (id,)).fetchone()[0]
+                nxt = now if final.next_attempt_at is None else final.next_attempt_at
+                try:
+                    conn.execute(
+                        "INSERT INTO outbox (message_id, relationship_id, thread_id, seq, payload, "
+                        "next_attempt_at, expires_at, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        (final.message_id, id, final.thread_id, seq, final.payload, nxt, final.expires_at, now))
+                except sqlite3.IntegrityError as exc:
+                    raise DuplicateMessageId(str(exc)) from None
+        if self._depth:
+            self._checkpoint_due = True  # after the enclosing atomic() commits
+        else:
+            self._checkpoint()
         return abandoned
+
+    def relationship_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._conn.execute("SELECT state, count(*) FROM relationships GROUP BY state"))
 
     # --- invitations -------------------------------------------------------------
 
@@ -519,28 +636,66 @@ class SQLiteStore:
     def pending_count(self, relationship_id: str) -> int:
         with self._lock:
             return self._conn.execute(
-                f"SELECT count(*) FROM outbox WHERE relationship_id = ? AND state IN {_LIVE}",
+                f"SELECT count(*) FROM outbox {self._live_index} WHERE relationship_id = ? AND state IN {_LIVE}",
                 (relationship_id,),
             ).fetchone()[0]
 
+    def pending_after(self, relationship_id: str, after_seq: int, now: int, limit: int) -> list[OutboxEntry]:
+        """Live, unexpired messages of one relationship with seq > `after_seq`, in seq
+        order: what a connection sends next (spec/12 §12.4 rule 2). Unlike due(), it
+        ignores next_attempt_at: a connection is up, so everything unreceipted goes."""
+        with self._lock:
+            rows = self._conn.execute(
+                f"SELECT {_OUT_COLS} FROM outbox INDEXED BY outbox_live WHERE relationship_id = ? AND seq > ? "
+                f"AND state IN {_LIVE} AND (expires_at IS NULL OR expires_at > ?) ORDER BY seq LIMIT ?",
+                (relationship_id, after_seq, now, limit),
+            ).fetchall()
+        return [_outbox(r) for r in rows]
+
+    def relationships_with_pending(self) -> list[str]:
+        """Relationships that have live outbound messages (the daemon's work list at start)."""
+        with self._lock:
+            return [r[0] for r in self._conn.execute(
+                f"SELECT DISTINCT relationship_id FROM outbox INDEXED BY outbox_due WHERE state IN {_LIVE}")]
+
+    def outbox_counts(self) -> dict[str, int]:
+        with self._lock:
+            # Settled (acked) rows are not counted: that would walk the whole history.
+            live = self._conn.execute(f"SELECT state, count(*) FROM outbox INDEXED BY outbox_due "
+                                      f"WHERE state IN {_LIVE} GROUP BY state").fetchall()
+            dead = self._conn.execute("SELECT state, count(*) FROM outbox INDEXED BY outbox_dead "
+                                      "WHERE state IN ('failed', 'expired') GROUP BY state").fetchall()
+            return dict(live + dead)
+
     def prune_outbox(self, before: int) -> int:
-        """Delete finished (acked, failed, expired) messages created before `before`."""
+        """Delete finished (acked, failed, expired) messages created before `before`.
+        Their final state is copied into the archive first (schema 2)."""
         with self._tx() as conn:
+            conn.execute(
+                f"UPDATE archive SET state = CASE o.state WHEN 'acked' THEN 'delivered' ELSE o.state END "
+                f"FROM outbox o WHERE archive.direction = 'out' AND o.message_id = archive.message_id "
+                f"AND o.relationship_id = archive.relationship_id AND o.state NOT IN {_LIVE} "
+                f"AND o.created_at < ?", (before,))
             return conn.execute(
                 f"DELETE FROM outbox WHERE state NOT IN {_LIVE} AND created_at < ?", (before,)
             ).rowcount
 
     # --- inbox (hot path) --------------------------------------------------------------
 
-    def record_received_many(self, batch: Sequence[Incoming], now: int) -> list[bool]:
+    def record_received_many(self, batch: Sequence[Incoming], now: int, *, keep_payload: bool = True) -> list[bool]:
         """Store received messages in one transaction; result[i] is True when
         batch[i] is new, False when (sender_did, message_id) was seen before (in an
         earlier batch or earlier in this one). Committed on return, so the daemon
-        may acknowledge every message of the batch afterwards, duplicates included."""
+        may acknowledge every message of the batch afterwards, duplicates included.
+
+        `keep_payload=False` records the messages as already delivered (no payload):
+        the inbox is then only the duplicate filter, for a caller that hands the
+        messages over in the same transaction (e.g. into the archive)."""
         if not batch:
             return []
-        rows = [(m.relationship_id, m.sender_did, m.message_id, m.thread_id, m.type, m.payload, now)
-                for m in batch]
+        delivered = 0 if keep_payload else 1
+        rows = [(m.relationship_id, m.sender_did, m.message_id, m.thread_id, m.type,
+                 m.payload if keep_payload else None, now, delivered) for m in batch]
         with self._tx() as conn:
             for rid in {m.relationship_id for m in batch}:
                 if rid is None:
@@ -557,7 +712,7 @@ class SQLiteStore:
             before = conn.total_changes
             conn.executemany(
                 "INSERT OR IGNORE INTO inbox (relationship_id, sender_did, message_id, thread_id, "
-                "type, payload, received_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "type, payload, received_at, delivered) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 rows,
             )
             inserted = conn.total_changes - before
@@ -602,3 +757,62 @@ class SQLiteStore:
             return conn.execute(
                 "DELETE FROM inbox WHERE delivered = 1 AND received_at < ?", (before,)
             ).rowcount
+
+    # --- archive (schema 2) --------------------------------------------------------------
+
+    def archive_many(self, records: Sequence[ArchiveRecord], now: int) -> list[int]:
+        """Keep these plaintext messages; returns their cursors (increasing, in
+        record order). The caller archives each message once (the inbox's duplicate
+        filter and the outbox's unique ids see to that)."""
+        if not records:
+            return []
+        rows = []
+        for r in records:
+            if r.direction not in _DIRECTIONS:
+                raise StoreError(f"direction is 'in' or 'out', not {r.direction!r}")
+            rows.append((r.relationship_id, r.direction, r.message_id, r.type, r.thid, r.pthid, r.seq,
+                         ArchiveState(r.state).value, r.created_time, r.expires_time, now, r.plaintext))
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT INTO archive (relationship_id, direction, message_id, type, thid, pthid, seq, state, "
+                "created_time, expires_time, archived_at, plaintext) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                rows)
+            # AUTOINCREMENT hands out consecutive numbers to the rows of one
+            # statement inside one write transaction: the last one tells them all.
+            last = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'archive'").fetchone()[0]
+        first = last - len(rows) + 1
+        return list(range(first, last + 1))
+
+    def archived(
+        self, *, relationship_id: str | None = None, thid: str | None = None, direction: str | None = None,
+        type: str | None = None, after: int | None = None, limit: int = 100,
+    ) -> list[ArchivedMessage]:
+        """Archived messages matching every given filter, by increasing cursor."""
+        where, args = [], []
+        for column, value in (("relationship_id", relationship_id), ("thid", thid), ("direction", direction),
+                              ("type", type)):
+            if value is not None:
+                where.append(f"a.{column} = ?")
+                args.append(value)
+        if after is not None:
+            where.append("a.cursor > ?")
+            args.append(after)
+        sql = f"SELECT {_ARC_COLS} FROM {_ARC_FROM}"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        with self._lock:
+            rows = self._conn.execute(sql + " ORDER BY a.cursor LIMIT ?", (*args, limit)).fetchall()
+        return [_archived(r) for r in rows]
+
+    def get_archived(self, message_id: str, *, relationship_id: str | None = None,
+                     direction: str | None = None) -> ArchivedMessage | None:
+        sql, args = f"SELECT {_ARC_COLS} FROM {_ARC_FROM} WHERE a.message_id = ?", [message_id]
+        if relationship_id is not None:
+            sql += " AND a.relationship_id = ?"
+            args.append(relationship_id)
+        if direction is not None:
+            sql += " AND a.direction = ?"
+            args.append(direction)
+        with self._lock:
+            row = self._conn.execute(sql + " ORDER BY a.cursor LIMIT 1", args).fetchone()
+        return None if row is None else _archived(row)
