@@ -53,6 +53,7 @@ from p2p.store import (
     SQLiteStore,
     UnknownRelationship,
 )
+from p2p.store.keyfile import Sealer
 
 log = logging.getLogger("p2p.agent")
 
@@ -63,6 +64,7 @@ OUTBOX_KEEP = 24 * 3600  # finished outbox rows (the archive keeps the history)
 SEEN_KEEP = 30 * 24 * 3600  # duplicate filter: longer than any sane sender expiry + skew
 MAX_LIST = 10_000
 CHECKPOINT_INTERVAL = 0.5  # seconds between WAL checkpoints (worker thread)
+MAX_DISCOVER_S = 30  # a LAN browse window; longer only holds the caller (spec/15 §15.5)
 
 
 class Timeout(RemoteError):
@@ -75,6 +77,16 @@ class UnknownMessage(LocalError):
     code = "unknown-message"
 
 
+class UnknownThread(LocalError):
+    code = "unknown-thread"
+
+
+class DiscoveryUnavailable(LocalError):
+    """This host cannot browse the LAN now (no multicast interface, socket refused)."""
+
+    code = "discovery-unavailable"
+
+
 class SetupRefused(RemoteError):
     """The inviter refused our connect request with a problem report; `code` is theirs."""
 
@@ -83,6 +95,18 @@ class SetupRefused(RemoteError):
     def __init__(self, code: str, detail: str = "") -> None:
         super().__init__(detail)
         self.code = code
+
+
+# Type prefixes of the protocols p2p itself runs (routing.CORE_FEATURES), one per
+# protocol and major version ("https://didcomm.org/trust-ping/2."): the archive keeps
+# their messages, the application's views (inbox, threads) leave them out by default.
+CORE_TYPE_PREFIXES: tuple[str, ...] = tuple(sorted(
+    f.id.rsplit(".", 1)[0] + "." for f in routing.CORE_FEATURES if f.feature_type == "protocol"))
+
+
+def _exclusions(include_protocol: bool, type: str | None = None) -> tuple[str, ...]:
+    # A type asked for by name is shown whatever it is.
+    return () if include_protocol or type is not None else CORE_TYPE_PREFIXES
 
 
 def _random_id() -> str:
@@ -195,11 +219,12 @@ class Agent:
     `agent.close()` closes the store."""
 
     def __init__(self, config: Config, store: SQLiteStore, keys: AgentKeys, *,
-                 backoff: Callable[[int], float] = spec_backoff, clock: Callable[[], float] = time.time) -> None:
+                 backoff: Callable[[int], float] = spec_backoff, clock: Callable[[], float] = time.time,
+                 sealer: Sealer | None = None) -> None:
         self.config = config
         self.store = store
         self.keys = keys
-        self.sealer = sealer_for(config)
+        self.sealer = sealer if sealer is not None else sealer_for(config)
         self.clock = clock
         self.hub = EventHub(clock)
         self.sessions = Sessions(store, self, limits=config.limits, backoff=backoff, clock=clock)
@@ -207,6 +232,10 @@ class Agent:
             Feature("protocol", p) for p in config.protocols)
         identity = store.get_identity()
         self.did: str = identity.did if identity is not None else ""
+        if identity is not None:
+            # Pairwise keys are sealed with the identity's salt: the Argon2id run that
+            # opened the identity serves them all, now and after every restart.
+            self.sealer.adopt_salt(identity.secret)
         self.endpoint: str | None = None
         self.port: int | None = None
         self.listener_stats = ListenerStats()
@@ -225,9 +254,9 @@ class Agent:
             sealer = sealer_for(config)
             keys = load_keys(store, sealer)
             if keys is None:
-                init(config, store=store)
+                init(config, store=store, sealer=sealer)
                 keys = load_keys(store, sealer)
-            return cls(config, store, keys, **kwargs)
+            return cls(config, store, keys, sealer=sealer, **kwargs)
         except BaseException:
             store.close()
             raise
@@ -320,7 +349,7 @@ class Agent:
                 continue
             keys = AgentKeys.from_cbor(self.sealer.open(r.our_secret))
             conn = Connection(Role(r.role), None, state=State.RESPONDED if r.setup else State.ACTIVE, thid=r.thid,
-                              our_keys=keys, our_did=r.our_did, our_label=r.label, their_did=r.their_did,
+                              our_keys=keys, our_did=r.our_did, our_label=self.config.label, their_did=r.their_did,
                               their_label=r.their_label)
             self._add_session(_Relationship(r.id, conn, r.label))
         # A revoke still queued from a previous run cannot be sent any more: the keys
@@ -587,7 +616,7 @@ class Agent:
                                            label=self.config.label, endpoint=self.endpoint)
         our_secret = await self._seal_secret(pair_keys)
         rel_id = _random_id()
-        rel_label = self.config.label
+        rel_label = conn.their_label  # the relationship's label names the peer (spec/14 §14.5)
         with self.store.atomic():
             if self.store.use_invitation(invitation.id, now) is None:  # a racing request won
                 raise InvitationUsed(f"invitation {invitation.id!r} is no longer open")
@@ -673,15 +702,45 @@ class Agent:
         return [self._invitation_dict(inv.from_signed(r.blob), r.state, r.use_count)
                 for r in self.store.list_invitations()]
 
+    # --- LAN discovery (spec/15) ---------------------------------------------------------------
+
+    async def discover_nearby(self, timeout: float = 3.0) -> dict:
+        """Browse the LAN for advertised invitations for `timeout` seconds. Only what
+        verified is in `nearby` (signed label, fingerprint, endpoint, URL); everything
+        else is in `rejected` with its reason. Connecting goes through
+        accept_invitation(url), which verifies the invitation again."""
+        if type(timeout) not in (int, float) or not 0 < timeout <= MAX_DISCOVER_S:
+            raise BadArgument(f"timeout is in (0, {MAX_DISCOVER_S}] seconds")
+        from p2p.net import discovery  # zeroconf: only loaded by agents that browse
+
+        try:
+            scan = await discovery.scan(timeout, interfaces=self.config.discovery.interfaces, now=self.now())
+        except OSError as exc:  # zeroconf could not bind or join the multicast group
+            raise DiscoveryUnavailable(f"cannot browse the LAN: {exc.strerror or exc}") from None
+        own = discovery.fingerprint(self.keys.signing.public)
+        return {
+            "nearby": [{"label": n.label, "fingerprint": n.fingerprint, "fingerprint_display": n.fingerprint_display,
+                        "agent_did": n.agent_did, "endpoint": n.endpoint, "url": n.url,
+                        "expires_time": n.expires_time, "own": n.fingerprint == own,
+                        "advertised_label": n.advertised_label, "label_mismatch": n.label_mismatch,
+                        "addresses": list(n.addresses), "name": n.name} for n in scan.nearby],
+            "rejected": [{"name": r.name, "code": r.code, "detail": r.detail, "addresses": list(r.addresses)}
+                         for r in scan.rejected],
+        }
+
     # --- the invitee's side -------------------------------------------------------------------
 
     async def accept_invitation(self, url: str, *, label: str | None = None, timeout: float = 30) -> dict:
+        """Connect to the inviter. `label` is our own name for the new relationship
+        (shown and matched locally, never sent); by default it is the name the inviter
+        presents. We present config.label to the inviter, as on every relationship."""
+        if label is not None and (type(label) is not str or len(label) > connection.MAX_LABEL_CHARS):
+            raise BadArgument(f"label is text of at most {connection.MAX_LABEL_CHARS} characters")
         now = self.now()
         invitation = inv.parse_url(url, now=now)
-        our_label = self.config.label if label is None else label
         conn = Connection.invitee(invitation)
         pair_keys = new_agent_keys()
-        request = conn.request(pair_keys, id=_random_id(), now=now, label=our_label, endpoint=self.endpoint)
+        request = conn.request(pair_keys, id=_random_id(), now=now, label=self.config.label, endpoint=self.endpoint)
         rnd = os.urandom(28)
         env = conn.seal(request, iv=rnd[:12], nonce=rnd[12:])
         ep = invitation.endpoint
@@ -693,7 +752,7 @@ class Agent:
                 response, frame, opened = await self._await_response(noise, conn)
                 complete = conn.receive_response(response, sender_kid=opened.sender_kid, complete_id=_random_id(),
                                                  now=self.now())
-                rel = await self._store_invitee(conn, pair_keys, our_label, request, env, response, frame,
+                rel = await self._store_invitee(conn, pair_keys, label, request, env, response, frame,
                                                 opened, complete)
                 await noise.send(frames.encode(Receipt((frame.seq,))))
             except BaseException:
@@ -725,10 +784,13 @@ class Agent:
                 raise SetupRefused(report.error_code, "the inviter refused the request")
             return msg, frame, opened
 
-    async def _store_invitee(self, conn: Connection, pair_keys: AgentKeys, label: str, request: Message,
+    async def _store_invitee(self, conn: Connection, pair_keys: AgentKeys, label: str | None, request: Message,
                              request_env: bytes, response: Message, frame: Deliver, opened: envelope.Opened,
                              complete: Message) -> _Relationship:
         now = self.now()
+        # The relationship's label names the PEER: our name for it if we gave one, else
+        # what the inviter calls itself (its response, else its invitation).
+        label = label if label is not None else conn.their_label or conn.invitation.label
         our_secret = await self._seal_secret(pair_keys)
         rel_id = _random_id()
         with self.store.atomic():
@@ -758,7 +820,7 @@ class Agent:
         state = str(r.state)
         if state == "active" and r.setup:
             state = r.setup
-        return {"id": r.id, "our_did": r.our_did, "their_did": r.their_did, "label": r.label,
+        return {"id": r.id, "our_did": r.our_did, "their_did": r.their_did, "label": r.label or r.their_label,
                 "their_label": r.their_label, "state": state, "role": r.role, "endpoint": r.endpoint,
                 "created_time": r.created_at, "updated_time": r.updated_at,
                 "outbox_pending": self.store.pending_count(r.id)}
@@ -887,13 +949,17 @@ class Agent:
 
     async def messages(self, *, relationship: str | None = None, thid: str | None = None,
                        direction: str | None = None, type: str | None = None, after: int | None = None,
-                       limit: int = 100) -> list[dict]:
+                       limit: int = 100, include_protocol: bool = False) -> list[dict]:
+        """Archived messages, oldest first. Application messages only unless
+        `include_protocol` (or a `type` is asked for by name): the archive keeps the
+        core protocols' traffic too (connect, trust ping, discover, problem reports,
+        acks), which is not the application's conversation."""
         if direction not in (None, "in", "out"):
             raise BadArgument("direction is 'in' or 'out'")
         if not isinstance(limit, int) or not 0 < limit <= MAX_LIST:
             raise BadArgument(f"limit is 1..{MAX_LIST}")
         rows = self.store.archived(relationship_id=relationship, thid=thid, direction=direction, type=type,
-                                   after=after, limit=limit)
+                                   after=after, limit=limit, exclude_type_prefixes=_exclusions(include_protocol, type))
         return [self._archived_dict(a) for a in rows]
 
     async def get_message(self, message_id: str, *, relationship: str | None = None) -> dict:
@@ -902,8 +968,14 @@ class Agent:
             raise UnknownMessage(f"no message {message_id!r}")
         return self._archived_dict(a)
 
-    async def thread(self, thid: str) -> list[dict]:
-        return [self._archived_dict(a) for a in self.store.archived(thid=thid, limit=MAX_LIST)]
+    async def thread(self, thid: str, *, include_protocol: bool = False) -> list[dict]:
+        """The messages of one thread, in order; application messages only unless
+        `include_protocol`. Raises UnknownThread if the thread has no message at all
+        (a thread of protocol messages only is an empty list by default)."""
+        rows = self.store.archived(thid=thid, limit=MAX_LIST, exclude_type_prefixes=_exclusions(include_protocol))
+        if not rows and (include_protocol or not self.store.archived(thid=thid, limit=1)):
+            raise UnknownThread(f"no message in thread {thid!r}")
+        return [self._archived_dict(a) for a in rows]
 
     def subscribe(self, *, buffer: int = 1024) -> EventSubscription:
         return EventSubscription(self.hub, buffer)
@@ -922,5 +994,5 @@ async def open_agent(config: Config, **kwargs: Any) -> Agent:
     return await trio.to_thread.run_sync(lambda: Agent.open(config, **kwargs))
 
 
-__all__ = ["Agent", "EventHub", "EventSubscription", "Timeout", "UnknownMessage", "SetupRefused", "jsonable",
-           "open_agent"]
+__all__ = ["Agent", "EventHub", "EventSubscription", "Timeout", "UnknownMessage", "UnknownThread", "SetupRefused", "jsonable",
+           "open_agent", "DiscoveryUnavailable"]

@@ -10,6 +10,7 @@ import argparse
 import collections
 import functools
 import json
+import math
 import os
 import sys
 import time
@@ -70,6 +71,12 @@ class UsageError(LocalError):
 
 class UnknownConnection(LocalError):
     code = "unknown-connection"
+
+
+class NotNearby(LocalError):
+    """`p2p discover --accept X`: no agent found nearby matches X (or several do)."""
+
+    code = "not-nearby"
 
 
 def _client_command(fn: Callable[[Any, argparse.Namespace], int | None]) -> Callable[[argparse.Namespace], int]:
@@ -240,8 +247,100 @@ def cmd_accept(client: Any, args: argparse.Namespace) -> None:
     rel = client.accept(args.url.strip(), label=args.label, timeout=args.timeout)
     if args.json:
         return _print_json(rel)
-    theirs = f" (they call themselves {rel['their_label']!r})" if rel.get("their_label") else ""
-    print(f"connected: {_name(rel)} {rel['id']}{theirs}")
+    print(_connected_line(rel))
+
+
+def _connected_line(rel: dict) -> str:
+    # `label` names the peer: the name it presents, unless `accept --label` gave ours
+    # for it; then its own name is worth showing too.
+    theirs = rel.get("their_label")
+    suffix = f" (they call themselves {theirs!r})" if theirs and theirs != _name(rel) else ""
+    return f"connected: {_name(rel)} {rel['id']}{suffix}"
+
+
+def _discover_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value <= 30:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds in (0, 30]")
+    return value
+
+
+def _pick_nearby(found: list[dict], choice: str) -> dict:
+    """The N-th entry (1-based, as listed), or the one whose fingerprint starts with
+    `choice` (dashes ignored): a fingerprint stays right if the list changed since."""
+    if choice.isdigit():
+        n = int(choice)
+        if not 1 <= n <= len(found):
+            raise NotNearby(f"no entry {n}: {len(found)} agent(s) found nearby")
+        return found[n - 1]
+    wanted = choice.replace("-", "").lower()
+    if len(wanted) < 4:
+        raise UsageError("--accept takes the number of an entry or at least 4 characters of its fingerprint")
+    matches = [n for n in found if n["fingerprint"].startswith(wanted)]
+    if len(matches) != 1:
+        raise NotNearby(f"{len(matches) or 'no'} agent(s) nearby with a fingerprint starting {choice!r}")
+    return matches[0]
+
+
+def _nearby_lines(scan: dict, debug: bool) -> None:
+    found = scan["nearby"]
+    for i, n in enumerate(found, 1):
+        notes = []
+        if n.get("own"):
+            notes.append("(this agent)")
+        if n.get("label_mismatch"):
+            notes.append(f"(!) also advertised as {n.get('advertised_label')!r}")
+        address = n["endpoint"].rpartition("@")[2]
+        label = n["label"] or "(no label)"
+        print(f"{i:>2}  {label}  {n['fingerprint_display']}  {address}  {' '.join(notes)}".rstrip())
+        if debug:
+            print(f"    did       {n['agent_did']}\n    endpoint  {n['endpoint']}\n"
+                  f"    mdns      {n.get('name', '')} at {', '.join(n.get('addresses') or []) or '-'}\n"
+                  f"    expires   {_when(n.get('expires_time'))}\n    url       {n['url']}")
+    labels = collections.Counter(n["label"].casefold() for n in found)
+    for label, count in labels.items():
+        if count > 1:
+            shown = next(n["label"] for n in found if n["label"].casefold() == label)
+            print(f"note: {count} agents call themselves {shown!r}: the fingerprint tells them apart; "
+                  "compare it with the one the business shows")
+    rejected = scan["rejected"]
+    if debug:
+        for r in rejected:
+            print(f"rejected  {r['name']}  {r['code']}: {r['detail']}"
+                  + (f"  (from {', '.join(r['addresses'])})" if r.get("addresses") else ""))
+    elif rejected:
+        print(f"({len(rejected)} advertisement(s) failed verification and are not shown; --debug lists them)")
+
+
+@_client_command
+def cmd_discover(client: Any, args: argparse.Namespace) -> None:
+    scan = client.discover_nearby(timeout=args.timeout)
+    found = scan["nearby"]
+    if args.accept is None:
+        if args.json:
+            return _print_json(scan)
+        if not found:
+            print(f"no agents found nearby (listened {args.timeout:g} s)")
+        _nearby_lines(scan, args.debug)
+        if any(not n.get("own") for n in found):
+            print("to connect: p2p discover --accept N (or --accept FINGERPRINT)")
+        return None
+    chosen = _pick_nearby(found, args.accept)
+    if chosen.get("own"):
+        raise UsageError("that is this agent's own advertisement")
+    if not args.json:
+        print(f"connecting to {chosen['label'] or '(no label)'} {chosen['fingerprint_display']} "
+              f"at {chosen['endpoint'].rpartition('@')[2]} ...", flush=True)
+    # The normal accept path: the daemon verifies the signed invitation again and runs
+    # the handshake with the key in its endpoint, so a spoofed entry cannot connect us
+    # to anyone but the key it shows.
+    rel = client.accept(chosen["url"], label=args.label, timeout=args.connect_timeout)
+    if args.json:
+        return _print_json(rel)
+    print(_connected_line(rel))
 
 
 @_client_command
@@ -284,7 +383,10 @@ def cmd_inbox(client: Any, args: argparse.Namespace) -> None:
     rels = client.relationships()
     rid = resolve_connection(client, args.connection)["id"] if args.connection else None
     # The API pages oldest first; keep the newest `limit` (see spec/14 §14.5).
-    latest = collections.deque(client.iter_messages(relationship=rid, direction="in"), maxlen=args.limit)
+    # Application messages only, unless --all: the connect handshake, pings, acks and
+    # problem reports are in the archive (and the export), not in the conversation.
+    latest = collections.deque(client.iter_messages(relationship=rid, direction="in", protocol=args.all),
+                               maxlen=args.limit)
     if args.json:
         return _print_json(list(latest))
     if not latest:
@@ -295,7 +397,7 @@ def cmd_inbox(client: Any, args: argparse.Namespace) -> None:
 
 @_client_command
 def cmd_thread(client: Any, args: argparse.Namespace) -> None:
-    messages = client.thread(args.thid)
+    messages = client.thread(args.thid, protocol=args.all)
     if args.json:
         return _print_json(messages)
     _message_lines(messages, {r["id"]: _name(r) for r in client.relationships()})
@@ -414,8 +516,20 @@ def add_client_commands(sub: Any) -> None:
                    help="print the QR code (default: when the output is a terminal)")
     p = command("accept", cmd_accept, "accept an invitation URL and connect to its sender")
     p.add_argument("url")
-    p.add_argument("--label", help="our name for this connection")
+    p.add_argument("--label", help="our own name for the inviter on this connection (default: the name it "
+                                   "presents); kept here, not sent: we present the `label` of config.toml")
     p.add_argument("--timeout", type=float, default=30, help="seconds to wait for the inviter (default 30)")
+    p = command("discover", cmd_discover, "list the businesses advertising an invitation on this network "
+                                          "(LAN discovery), and connect to one")
+    p.add_argument("--timeout", type=_discover_seconds, default=3.0, metavar="S",
+                   help="seconds to listen (default 3, at most 30)")
+    p.add_argument("--debug", action="store_true",
+                   help="also show DIDs, URLs, mDNS names and the advertisements that failed verification")
+    p.add_argument("--accept", metavar="N|FINGERPRINT",
+                   help="connect to the N-th agent found (or the one whose fingerprint starts so)")
+    p.add_argument("--label", help="with --accept: our name for this connection")
+    p.add_argument("--connect-timeout", type=float, default=30, metavar="S",
+                   help="with --accept: seconds to wait for the business (default 30)")
     p = command("connections", cmd_connections, "list connections (relationships)")
     p.add_argument("--state", choices=["active", "revoked"])
     p = command("send", cmd_send, "queue a message to a connection")
@@ -429,8 +543,11 @@ def add_client_commands(sub: Any) -> None:
     p = command("inbox", cmd_inbox, "show the newest received messages")
     p.add_argument("--connection", help="only from this connection")
     p.add_argument("--limit", type=_positive_int, default=20, help="how many (default 20)")
+    p.add_argument("--all", action="store_true",
+                   help="also the agent's own protocol messages (connect, trust ping, discover, problem reports, acks)")
     p = command("thread", cmd_thread, "show one thread, in order")
     p.add_argument("thid")
+    p.add_argument("--all", action="store_true", help="also the agent's own protocol messages")
     p = command("ping", cmd_ping, "trust-ping a connection and show the round trip")
     p.add_argument("connection")
     p.add_argument("--timeout", type=float, default=10)

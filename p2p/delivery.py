@@ -44,6 +44,10 @@ RECEIPT_TIMEOUT = 60.0  # frames outstanding and no receipt for this long: recon
 RESEND_AFTER = 60  # seconds; an outbox row marked sent is "due again" after this (store bookkeeping)
 DIAL_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 2.0
+# A link with nothing in flight and no frame either way for this long is closed
+# (`close` reason idle, spec/12 §12.4 rule 7): links are cheap to dial again, and an
+# open one holds a slot of the peer's listener (its connection cap, spec/09 §9.3).
+LINK_IDLE = 30.0
 # Frames per receive batch (one commit, one receipt). Smaller than WINDOW on purpose:
 # the sender gets receipts for the first part of its window while we still work on
 # the rest, so both sides stay busy instead of taking turns.
@@ -144,6 +148,7 @@ class Sessions:
         self.refused_keys: set[bytes] = set()  # peers' keys of revoked relationships
         self._nursery: trio.Nursery | None = None
         self.stopping = False
+        self.link_idle = LINK_IDLE
 
     def now(self) -> int:
         return int(self.clock())
@@ -280,6 +285,7 @@ class Sessions:
             if key in self.refused_keys:
                 await _polite_close(served, "relationship-revoked")
                 return
+            served.busy = lambda: True  # a setup under way (at most SETUP_TIMEOUT): never evicted
             session = await self.receiver.setup(served)
             if session is None:
                 return
@@ -303,6 +309,10 @@ class Sessions:
 
     async def _run_link(self, session: Session, link: Link, served: ServedConnection) -> None:
         link.served = served
+        # For the listener (spec/09 §9.3): a link may be evicted to admit a newcomer
+        # only while nothing is in flight, and then it says goodbye with a close frame.
+        served.busy = lambda: _busy(session, link)
+        served.on_evict = lambda: self._nursery.start_soon(self._close_link, link, "idle")
         log.info("connection.established", extra={"fields": {
             "relationship": session.rel_id, "peer": fingerprint(served.remote_static),
             "initiator": "us" if link.initiated_by_us else "peer"}})
@@ -447,8 +457,24 @@ class Sessions:
                                                                       "in_flight": len(link.in_flight)}})
                     await self._close_link(link, "idle")
                     return
+            elif session.endpoint is None:
+                await work.wait()  # we could not dial this peer again: it ends the link
             else:
-                await work.wait()
+                # Idle: close after link_idle without a frame either way (last_active
+                # counts received frames too), unless work arrives first.
+                with trio.move_on_at(served.last_active + self.link_idle):
+                    await work.wait()
+                if (not work.is_set() and trio.current_time() >= served.last_active + self.link_idle
+                        and not _busy(session, link) and not served.queued_messages):
+                    log.info("connection.idle", extra={"fields": {"relationship": session.rel_id}})
+                    await self._close_link(link, "idle")
+                    return
+
+
+def _busy(session: Session, link: Link) -> bool:
+    """Something is in flight on the link: frames awaiting receipts, outbound work not
+    yet picked up by the writer, or a received batch being taken."""
+    return bool(link.in_flight) or session.work.is_set() or session.recv_lock.locked()
 
 
 async def _wait_any(*events: trio.Event) -> None:

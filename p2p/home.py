@@ -23,7 +23,7 @@ import time
 import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import platformdirs
 
@@ -34,6 +34,9 @@ from p2p.core.protocols.endpoint import format_endpoint
 from p2p.net.limits import TransportLimits
 from p2p.store import SQLiteStore
 from p2p.store.keyfile import Sealer
+
+if TYPE_CHECKING:
+    from p2p.webhooks import Webhook
 
 log = logging.getLogger("p2p.daemon")
 
@@ -66,6 +69,17 @@ def home_dir(environ: dict[str, str] | None = None) -> Path:
 
 
 @dataclass(frozen=True, slots=True)
+class DiscoveryConfig:
+    """The `[discovery]` table (spec/13 §13.2, spec/15): LAN advertising is off unless
+    the operator turns it on, because an advertisement tells the whole LAN who we are
+    (spec/15 §15.7.3): right for a shop, wrong for a customer."""
+
+    advertise: bool = False
+    interfaces: tuple[str, ...] | None = None  # local addresses to bind mDNS to; None: all IPv4 ones
+    label: str | None = None  # the advertised invitation's label; None: the agent's `label`
+
+
+@dataclass(frozen=True, slots=True)
 class Config:
     """Everything the daemon reads at start. Defaults give a working agent."""
 
@@ -85,6 +99,8 @@ class Config:
     # application; messages of any other protocol get a problem report (spec/11 §11.6).
     protocols: tuple[str, ...] = DEFAULT_PROTOCOLS
     advertise_warning: bool = False  # advertise_host fell back to 127.0.0.1
+    discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig())  # the [discovery] table
+    webhooks: tuple[Webhook, ...] = ()  # the [[webhooks]] tables (p2p.webhooks, spec/20)
 
     @property
     def db_path(self) -> Path:
@@ -102,7 +118,32 @@ DAEMON_LIMITS = TransportLimits(inflight_messages=256, inflight_bytes=4 << 20)
 
 _TOP_KEYS = {"listen_host", "listen_port", "advertise_host", "advertise_port", "synchronous", "label",
              "passphrase_file", "log_level", "log_format", "protocols"}
-_TABLES = {"limits", "api"}
+_TABLES = {"limits", "api", "discovery", "webhooks"}
+
+
+def _discovery(table: Any) -> DiscoveryConfig:
+    if type(table) is not dict:
+        raise ConfigError("[discovery] is a table")
+    unknown = set(table) - {"advertise", "interfaces", "label"}
+    if unknown:
+        raise ConfigError(f"unknown [discovery] keys {sorted(unknown)}")
+    advertise = table.get("advertise", False)
+    if type(advertise) is not bool:
+        raise ConfigError("[discovery] advertise is true or false")
+    interfaces = table.get("interfaces")
+    if interfaces is not None:
+        if type(interfaces) is not list or not interfaces or not all(type(a) is str for a in interfaces):
+            raise ConfigError("[discovery] interfaces is a non-empty list of local IP addresses")
+        for address in interfaces:
+            try:
+                ipaddress.ip_address(address)
+            except ValueError:
+                raise ConfigError(f"[discovery] interfaces: {address!r} is not an IP address") from None
+        interfaces = tuple(interfaces)
+    label = table.get("label")
+    if label is not None and (type(label) is not str or len(label) > 256):
+        raise ConfigError("[discovery] label is text of at most 256 characters")
+    return DiscoveryConfig(advertise=advertise, interfaces=interfaces, label=label)
 
 
 def _advertise(listen_host: str, configured: str | None, environ: dict[str, str]) -> tuple[str, bool]:
@@ -180,7 +221,14 @@ def load_config(home: Path | None = None, environ: dict[str, str] | None = None)
     return Config(home=home, protocols=tuple(protocols), listen_host=listen_host, listen_port=listen_port, advertise_host=advertise_host,
                   advertise_port=advertise_port, synchronous=synchronous, label=label, passphrase=passphrase,
                   limits=limits, log_level=log_level, log_format=log_format, api=dict(raw.get("api", {})),
-                  advertise_warning=warn)
+                  advertise_warning=warn, discovery=_discovery(raw.get("discovery", {})),
+                  webhooks=_webhooks(raw.get("webhooks"), home))
+
+
+def _webhooks(raw: Any, home: Path) -> tuple[Webhook, ...]:
+    from p2p.webhooks import parse_webhooks  # trio and the service: only when configured
+
+    return parse_webhooks(raw, home) if raw is not None else ()
 
 
 def make_home(home: Path) -> None:
@@ -209,9 +257,10 @@ def open_store(config: Config) -> SQLiteStore:
     return SQLiteStore(config.db_path, synchronous=config.synchronous, autocheckpoint=False)
 
 
-def init(config: Config, *, store: SQLiteStore | None = None) -> str:
+def init(config: Config, *, store: SQLiteStore | None = None, sealer: Sealer | None = None) -> str:
     """Create the home, the store and the agent keys; return the agent DID.
-    Refuses (AlreadyInitialized) if the store already holds an identity."""
+    Refuses (AlreadyInitialized) if the store already holds an identity. Pass the
+    `sealer` that will open the keys next to spare a second Argon2id run."""
     own = store is None
     store = store or open_store(config)
     try:
@@ -221,7 +270,7 @@ def init(config: Config, *, store: SQLiteStore | None = None) -> str:
         keys = new_agent_keys()
         port = config.advertise_port or config.listen_port or DEFAULT_PORT
         did_ = agent_did(keys, config.advertise_host, port)
-        store.set_identity(did_, sealer_for(config).seal(keys.to_cbor()), int(time.time()))
+        store.set_identity(did_, (sealer or sealer_for(config)).seal(keys.to_cbor()), int(time.time()))
         return did_
     finally:
         if own:

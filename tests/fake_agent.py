@@ -34,6 +34,51 @@ class UnknownMessage(LocalError):
     code = "unknown-message"
 
 
+class UnknownThread(LocalError):
+    code = "unknown-thread"
+
+
+# As the agent: the core protocols' messages are archived but not shown by default.
+CORE_TYPE_PREFIXES = ("https://didcomm.org/trust-ping/2.", "https://didcomm.org/discover-features/2.",
+                      "https://didcomm.org/report-problem/2.", "https://didcomm.org/empty/1.",
+                      "https://didcomm.org/out-of-band/2.", "https://p2p.example/connect/1.")
+
+
+def is_protocol(msg: dict) -> bool:
+    return msg["type"].startswith(CORE_TYPE_PREFIXES)
+
+
+def fake_url(label: str, inviter: str = "did:peer:2.Vz6MkSHOP") -> str:
+    """An invitation URL the fake's accept_invitation takes (base64url JSON, not signed)."""
+    payload = json.dumps({"id": str(uuid.uuid5(uuid.NAMESPACE_URL, inviter + label)), "label": label,
+                          "inviter": inviter}).encode()
+    return URL_PREFIX + base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+
+
+def nearby(label: str, fingerprint: str, *, inviter: str = "did:peer:2.Vz6MkSHOP", own: bool = False,
+           advertised_label: str | None = None) -> dict:
+    """One entry of GET /v1/discover, as Agent.discover_nearby makes it."""
+    return {"label": label, "fingerprint": fingerprint,
+            "fingerprint_display": "-".join(fingerprint[i:i + 4] for i in range(0, 16, 4)),
+            "agent_did": inviter, "endpoint": f"p2p+tcp://z6LS{fingerprint[:6]}@192.0.2.7:7400",
+            "url": fake_url(label, inviter), "expires_time": None, "own": own,
+            "advertised_label": label if advertised_label is None else advertised_label,
+            "label_mismatch": advertised_label is not None and advertised_label != label,
+            "addresses": ["192.0.2.7"], "name": f"{label} ({fingerprint})._p2p._tcp.local."}
+
+
+# What the seeded fake "hears" on the LAN: two shops with one label told apart by their
+# fingerprints (one also advertised under another TXT label), and one forgery.
+NEARBY = {
+    "nearby": [nearby("Corner Shop", "ydd256rzlh7onrtv", advertised_label="Mallory's"),
+               nearby("Corner Shop", "mmmmaaaallllorry", inviter="did:peer:2.Vz6MkMALLORY"),
+               nearby("Fake Agent", "ownownownownown2", inviter="did:peer:2.Vz6MkFAKE", own=True)],
+    "rejected": [{"name": "Corner Shop (ydd256rzlh7onrtv)-2._p2p._tcp.local.", "code": "advertisement-mismatch",
+                  "detail": "fp is not the fingerprint of the key that signed the invitation",
+                  "addresses": ["192.0.2.66"]}],
+}
+
+
 class FakeAgent:
     def __init__(self, *, now: int = 1_700_000_000) -> None:
         self.did = "did:peer:2.Vz6MkFAKE.Ez6LSFAKE"
@@ -46,6 +91,7 @@ class FakeAgent:
         self._seq: dict[str, int] = {}
         self._subscribers: list[tuple[trio.MemorySendChannel, int]] = []
         self.fail_next: Exception | None = None
+        self.nearby: dict = {"nearby": [], "rejected": []}  # what discover_nearby returns
         self.calls: list[tuple[str, dict]] = []
 
     # --- hooks ---------------------------------------------------------------------
@@ -203,16 +249,23 @@ class FakeAgent:
         prefix = match.rstrip("*")
         return [f for f in FEATURES if f["id"] == match or (match.endswith("*") and f["id"].startswith(prefix))]
 
+    async def discover_nearby(self, timeout: float = 3.0) -> dict:
+        self._enter("discover_nearby", timeout=timeout)
+        if not 0 < timeout <= 30:
+            raise BadArgument("timeout is in (0, 30] seconds")
+        return json.loads(json.dumps(self.nearby))  # a copy, as over the wire
+
     async def messages(self, *, relationship: str | None = None, thid: str | None = None,
                        direction: str | None = None, type: str | None = None, after: int | None = None,
-                       limit: int = 100) -> list[dict]:
+                       limit: int = 100, include_protocol: bool = False) -> list[dict]:
         self._enter("messages", relationship=relationship, thid=thid, direction=direction, type=type, after=after,
-                    limit=limit)
+                    limit=limit, include_protocol=include_protocol)
         out = []
+        shown = include_protocol or type is not None
         for msg in self.archive:
             if ((relationship is None or msg["relationship"] == relationship) and (thid is None or msg["thid"] == thid)
                     and (direction is None or msg["direction"] == direction) and (type is None or msg["type"] == type)
-                    and (after is None or msg["cursor"] > after)):
+                    and (after is None or msg["cursor"] > after) and (shown or not is_protocol(msg))):
                 out.append(msg)
                 if len(out) == limit:
                     break
@@ -225,9 +278,12 @@ class FakeAgent:
                 return msg
         raise UnknownMessage(f"no message {message_id!r}")
 
-    async def thread(self, thid: str) -> list[dict]:
-        self._enter("thread", thid=thid)
-        return [m for m in self.archive if m["thid"] == thid]
+    async def thread(self, thid: str, *, include_protocol: bool = False) -> list[dict]:
+        self._enter("thread", thid=thid, include_protocol=include_protocol)
+        found = [m for m in self.archive if m["thid"] == thid]
+        if not found:
+            raise UnknownThread(f"no message in thread {thid!r}")
+        return [m for m in found if include_protocol or not is_protocol(m)]
 
     def subscribe(self, *, buffer: int = 1024):
         @contextlib.asynccontextmanager
@@ -260,4 +316,5 @@ def seeded() -> FakeAgent:
     hello = agent.deliver(alice["id"], body={"content": "hello from alice"}, thid="thread-1")
     agent._send_one(alice, type=BASIC, body={"content": "hi alice"}, thid=hello["thid"])
     agent.deliver(alice["id"], body={"content": "second message"})
+    agent.nearby = json.loads(json.dumps(NEARBY))
     return agent

@@ -6,6 +6,7 @@ Creates HOME/api-token, serves on 127.0.0.1 (a free port), writes HOME/api.json,
 `ready HOST PORT` and then reads commands on standard input, one per line:
 
     deliver RELATIONSHIP_ID TEXT     play an incoming basic message (emits an event)
+    play RELATIONSHIP_ID TYPE THID   play an incoming message of any type, body {}
 
 It exits when standard input closes.
 """
@@ -34,6 +35,9 @@ async def commands(agent, cancel_scope: trio.CancelScope) -> None:
             if verb == "deliver":
                 rid, _, text = rest.partition(" ")
                 agent.deliver(rid, body={"content": text})
+            elif verb == "play":
+                rid, mtype, thid = rest.split(" ")
+                agent.deliver(rid, type=mtype, body={}, thid=thid)
     cancel_scope.cancel()
 
 

@@ -11,6 +11,7 @@ unknown protocol or a bad body gets a problem report, never a crash.
 
 from __future__ import annotations
 
+import dataclasses
 import socket
 from functools import partial
 from pathlib import Path
@@ -19,12 +20,14 @@ import pytest
 import trio
 
 from p2p.agent import Agent
+from p2p.core import cbor
 from p2p.core.errors import P2PError, RemoteError
 from p2p.core.protocols import delivery as frames
 from p2p.core.protocols.delivery import ReceiveWindow
 from p2p.core.keys import AgreementKey
 from p2p.home import Config
-from p2p.net import connect
+from p2p.net import TransportLimits, connect
+from p2p import delivery
 
 BASIC = "https://didcomm.org/basicmessage/2.0/message"
 
@@ -124,6 +127,164 @@ async def test_invite_accept_ping_discover(tmp_path):
         await ra.stop()
         await rb.stop()
         nursery.cancel_scope.cancel()  # the event collectors
+
+
+async def test_a_relationship_label_names_the_peer(tmp_path):
+    # spec/14 §14.5: `label` is the peer's name here (what it presented, unless we named
+    # it when accepting); we present config.label, which no relationship stores.
+    async with trio.open_nursery() as nursery:
+        ra, rb, rel_a, rel_b = await pair(nursery, tmp_path)
+        a, b = ra.agent, rb.agent
+        assert (rel_b["label"], rel_b["their_label"]) == ("shop", "shop")
+        assert (rel_a["label"], rel_a["their_label"]) == ("alice", "alice")
+        # Our own name for the inviter stays here: the inviter still hears config.label.
+        url = (await a.create_invitation(label="Corner Shop", multi_use=True))["url"]
+        named = await b.accept_invitation(url, label="my corner shop")
+        assert (named["label"], named["their_label"]) == ("my corner shop", "shop")
+        with trio.fail_after(10):
+            while len(rels := await a.list_relationships(state="active")) < 2:
+                await trio.sleep(0.01)
+        assert {(r["label"], r["their_label"]) for r in rels} == {("alice", "alice")}
+        with pytest.raises(P2PError) as info:
+            await b.accept_invitation(url, label="x" * 257)
+        assert info.value.code == "bad-argument"
+        await rb.stop()
+        b = await rb.start()  # kept across a restart
+        assert {r["label"] for r in await b.list_relationships()} == {"shop", "my corner shop"}
+        await ra.stop()
+        await rb.stop()
+
+
+async def test_an_inviter_without_a_name_is_called_after_its_invitation(tmp_path):
+    async with trio.open_nursery() as nursery:
+        ra = Running(nursery, config(tmp_path, "shop"))
+        ra.cfg = dataclasses.replace(ra.cfg, label="")
+        rb = Running(nursery, config(tmp_path, "alice"))
+        a, b = await ra.start(), await rb.start()
+        rel = await b.accept_invitation((await a.create_invitation(label="Corner Shop"))["url"])
+        assert (rel["label"], rel["their_label"]) == ("Corner Shop", "")
+        await ra.stop()
+        await rb.stop()
+
+
+async def test_protocol_traffic_is_archived_but_not_listed_by_default(tmp_path):
+    async with trio.open_nursery() as nursery:
+        ra, rb, rel_a, rel_b = await pair(nursery, tmp_path)
+        a, b = ra.agent, rb.agent
+        await b.ping(rel_b["id"])
+        sent = await b.send(rel_b["id"], type=BASIC, body={"content": "hello"}, please_ack=True)
+        await wait_for(lambda: _has(a, sent["id"]))
+        await wait_for(lambda: _has(b, None, type="https://didcomm.org/empty/1.0/empty"))  # the ack came back
+        inbox = await a.messages(direction="in")
+        assert [m["type"] for m in inbox] == [BASIC]
+        everything = await a.messages(direction="in", include_protocol=True)
+        types = [m["type"] for m in everything]
+        assert types[:2] == ["https://p2p.example/connect/1.0/request", "https://p2p.example/connect/1.0/complete"]
+        assert "https://didcomm.org/trust-ping/2.0/ping" in types and BASIC in types
+        # A thread: the application's messages by default, everything on request; a
+        # thread of protocol messages only exists but is empty by default.
+        assert [m["id"] for m in await b.thread(sent["thid"])] == [sent["id"]]
+        full = await b.thread(sent["thid"], include_protocol=True)
+        assert [m["type"] for m in full] == [BASIC, "https://didcomm.org/empty/1.0/empty"]
+        assert await a.thread(rel_a_thid := everything[0]["thid"]) == []
+        assert len(await a.thread(rel_a_thid, include_protocol=True)) >= 2
+        with pytest.raises(P2PError) as info:
+            await a.thread("no-such-thread")
+        assert info.value.code == "unknown-thread"
+        # Asked for by type, a protocol message is listed.
+        pings = await a.messages(type="https://didcomm.org/trust-ping/2.0/ping")
+        assert len(pings) == 1
+        await ra.stop()
+        await rb.stop()
+
+
+async def _has(agent: Agent, message_id: str | None, **query) -> bool:
+    found = await agent.messages(include_protocol=True, **query)
+    return any(message_id is None or m["id"] == message_id for m in found)
+
+
+async def test_one_argon2id_run_per_start_with_a_passphrase(tmp_path, monkeypatch):
+    import nacl.pwhash.argon2id as argon2id
+
+    from p2p import agent as agent_module, home
+    from p2p.store.keyfile import Sealer
+
+    calls = []
+    real = argon2id.kdf
+    monkeypatch.setattr(argon2id, "kdf", lambda *a, **k: calls.append(1) or real(*a, **k))
+    fast = lambda cfg: Sealer(cfg.passphrase, opslimit=argon2id.OPSLIMIT_MIN, memlimit=argon2id.MEMLIMIT_MIN)
+    monkeypatch.setattr(home, "sealer_for", fast)
+    monkeypatch.setattr(agent_module, "sealer_for", fast)
+    async with trio.open_nursery() as nursery:
+        ra = Running(nursery, config(tmp_path, "shop"))
+        ra.cfg = dataclasses.replace(ra.cfg, passphrase="correct horse")
+        rb = Running(nursery, config(tmp_path, "alice"))
+        a, b = await ra.start(), await rb.start()
+        assert len(calls) == 1  # init seals the identity, the same Sealer opens it
+        for _ in range(3):  # three pairwise key sets sealed: no new derivation
+            await b.accept_invitation((await a.create_invitation())["url"])
+        with trio.fail_after(10):
+            while len(await a.list_relationships(state="active")) < 3:
+                await trio.sleep(0.01)
+        assert len(calls) == 1
+        await ra.stop()
+        a = await ra.start()  # a restart: one run opens the identity and every pairwise blob
+        assert len(calls) == 2 and len(a.sessions.by_id) == 3
+        await b.accept_invitation((await a.create_invitation())["url"])
+        assert len(calls) == 2
+        salts = {cbor.loads(r.our_secret, max_size=4096)["salt"] for r in a.store.list_relationships()}
+        assert len(salts) == 1
+        await ra.stop()
+        await rb.stop()
+
+
+async def test_idle_links_close_and_are_dialed_again(tmp_path, monkeypatch):
+    monkeypatch.setattr(delivery, "LINK_IDLE", 1.0)  # spec default 30 s
+    async with trio.open_nursery() as nursery:
+        ra, rb, rel_a, rel_b = await pair(nursery, tmp_path)
+        a, b = ra.agent, rb.agent
+
+        async def no_links() -> bool:
+            return (await a.status())["connections"] == 0 and (await b.status())["connections"] == 0
+
+        await wait_for(no_links, timeout=5)
+        for sender, rel, receiver in ((a, rel_a, b), (b, rel_b, a)):  # each side dials again
+            sent = await sender.send(rel["id"], type=BASIC, body={"content": "after a pause"})
+            await wait_for(lambda: _has(receiver, sent["id"]))
+            await wait_for(no_links, timeout=5)
+        # A link in use stays up: messages every 0.1 s for 1 s, one connection.
+        opened = a.listener_stats.completed_handshakes
+        for i in range(10):
+            sent = await b.send(rel_b["id"], type=BASIC, body={"content": f"busy {i}"})
+            await trio.sleep(0.1)
+        await wait_for(lambda: _has(a, sent["id"]))
+        assert a.listener_stats.completed_handshakes == opened + 1
+        await ra.stop()
+        await rb.stop()
+
+
+async def test_more_relationships_than_the_listener_cap(tmp_path):
+    # spec/09 §9.3: idle links are evicted to admit newcomers; a business is not
+    # limited to max_connections relationships.
+    async with trio.open_nursery() as nursery:
+        cfg = dataclasses.replace(config(tmp_path, "shop"), limits=TransportLimits(max_connections=3,
+                                                                                  max_handshaking=2))
+        ra, rb = Running(nursery, cfg), Running(nursery, config(tmp_path, "alice"))
+        a, b = await ra.start(), await rb.start()
+        rels = []
+        for _ in range(8):
+            rels.append((await b.accept_invitation((await a.create_invitation())["url"]))["id"])
+        assert a.listener_stats.refused == 0 and a.listener_stats.evicted_idle >= 5
+        assert a.listener_stats.peak_admitted <= 3
+        for rid in (rels[0], rels[3], rels[7]):  # old and new relationships still get through
+            sent = await b.send(rid, type=BASIC, body={"content": "still there?"})
+            await wait_for(lambda: _has(a, sent["id"]))
+        a_rels = {r["their_did"]: r["id"] for r in await a.list_relationships()}
+        for r in (await b.list_relationships())[:3]:  # and the shop reaches its customers
+            sent = await a.send(a_rels[r["our_did"]], type=BASIC, body={"content": "hello"})
+            await wait_for(lambda: _has(b, sent["id"]))
+        await ra.stop()
+        await rb.stop()
 
 
 async def test_one_time_invitation_refuses_a_second_invitee(tmp_path):

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import trio
 
-from fake_agent import BASIC, seeded
+from fake_agent import BASIC, NEARBY, seeded
 from p2p.api import openapi
 from p2p.api import token as homefiles
 from p2p.api.server import (MAX_BODY_BYTES, ApiSettings, check_host, create_app, serve_api, settings_from_config,
@@ -30,7 +30,7 @@ ROUTES = [
     ("GET", "/v1/invitations", None), ("POST", "/v1/invitations/accept", {"url": "p2p:invite?_oob=e30"}),
     ("GET", "/v1/relationships", None), ("GET", f"/v1/relationships/{ALICE}", None),
     ("POST", f"/v1/relationships/{ALICE}/revoke", {}), ("POST", f"/v1/relationships/{ALICE}/ping", {}),
-    ("POST", f"/v1/relationships/{ALICE}/discover", {}),
+    ("POST", f"/v1/relationships/{ALICE}/discover", {}), ("GET", "/v1/discover", None),
     ("POST", "/v1/messages", {"relationship": ALICE, "type": BASIC, "body": {}}), ("GET", "/v1/messages", None),
     ("GET", "/v1/messages/x", None), ("GET", "/v1/threads/thread-1", None), ("GET", "/v1/events", None),
 ]
@@ -184,6 +184,37 @@ async def test_ping_and_discover(api):
                  "invalid-field")
 
 
+async def test_discover_nearby_returns_what_the_scan_found(api):
+    r = await api.http.get("/v1/discover")
+    assert r.status_code == 200, r.text
+    assert r.json() == NEARBY  # passed through whole: nearby and rejected, every field
+    assert api.agent.calls[-1] == ("discover_nearby", {"timeout": 3.0})
+    api.agent.nearby = {"nearby": [], "rejected": []}
+    r = await api.http.get("/v1/discover", params={"timeout": "0.5"})
+    assert r.json() == {"nearby": [], "rejected": []} and api.agent.calls[-1][1] == {"timeout": 0.5}
+    r = await api.http.get("/v1/discover", params={"timeout": "30"})
+    assert r.status_code == 200 and api.agent.calls[-1][1] == {"timeout": 30}
+
+
+@pytest.mark.parametrize("query", [
+    "timeout=0", "timeout=30.5", "timeout=31", "timeout=-1", "timeout=", "timeout=abc", "timeout=nan",
+    "timeout=inf", "timeout=1e1", "timeout=.5", "timeout=3.", "timeout=%EF%BC%93", "timeout=1&timeout=2",
+    "wait=3",
+])
+async def test_discover_nearby_timeout_bounds(api, query):
+    calls = len(api.agent.calls)
+    assert_error(await api.http.get("/v1/discover?" + query), 400, "invalid-field")
+    assert len(api.agent.calls) == calls  # refused before the agent browses
+
+
+async def test_discover_nearby_unavailable_is_503(api):
+    from p2p.agent import DiscoveryUnavailable
+
+    assert status_for(DiscoveryUnavailable("x")) == 503
+    api.agent.fail_next = DiscoveryUnavailable("cannot browse the LAN: no multicast interface")
+    assert_error(await api.http.get("/v1/discover"), 503, "discovery-unavailable")
+
+
 async def test_send_one_and_read_it_back(api):
     r = await api.http.post("/v1/messages", json={"relationship": ALICE, "type": BASIC, "body": {"content": "hi"},
                                                   "thid": "thread-1", "expires_in": 60, "please_ack": True})
@@ -264,9 +295,29 @@ async def test_message_listing_filters_and_pages(api):
 @pytest.mark.parametrize("params", [
     {"limit": "0"}, {"limit": "1001"}, {"limit": "x"}, {"limit": "-1"}, {"after": "-1"}, {"after": "1.5"},
     {"direction": "sideways"}, {"colour": "red"}, [("thid", "a"), ("thid", "b")], {"after": "9" * 30},
+    {"protocol": "yes"}, {"protocol": "1"}, {"protocol": ""},
 ])
 async def test_message_listing_bad_queries(api, params):
     assert_error(await api.http.get("/v1/messages", params=params), 400, "invalid-field")
+
+
+async def test_protocol_messages_are_listed_only_on_request(api):
+    ping = "https://didcomm.org/trust-ping/2.0/ping"
+    played = api.agent.deliver(ALICE, type=ping, thid="thread-1")
+    r = await api.http.get("/v1/messages")
+    assert r.status_code == 200 and played["id"] not in [m["id"] for m in r.json()["messages"]]
+    assert api.agent.calls[-1][1]["include_protocol"] is False
+    for path in ("/v1/messages", "/v1/threads/thread-1"):
+        r = await api.http.get(path, params={"protocol": "true"})
+        assert r.status_code == 200 and r.json()["messages"][-1]["id"] == played["id"]
+        assert api.agent.calls[-1][1]["include_protocol"] is True
+        r = await api.http.get(path, params={"protocol": "false"})
+        assert played["id"] not in [m["id"] for m in r.json()["messages"]]
+    assert_error(await api.http.get("/v1/threads/thread-1", params={"protocol": "maybe"}), 400, "invalid-field")
+    assert_error(await api.http.get("/v1/threads/thread-1", params={"colour": "red"}), 400, "invalid-field")
+    # A type asked for by name is listed whatever it is.
+    r = await api.http.get("/v1/messages", params={"type": ping})
+    assert [m["id"] for m in r.json()["messages"]] == [played["id"]]
 
 
 async def test_unknown_ids_are_404(api):

@@ -35,6 +35,10 @@ class Daemon:
         self.proc.stdin.write(f"deliver {relationship} {text}\n")
         self.proc.stdin.flush()
 
+    def play(self, relationship: str, mtype: str, thid: str) -> None:
+        self.proc.stdin.write(f"play {relationship} {mtype} {thid}\n")
+        self.proc.stdin.flush()
+
     def stop(self) -> None:
         self.proc.stdin.close()
         try:
@@ -118,6 +122,47 @@ def test_accept_errors(daemon):
     one_line_error(p2p(daemon.home, "accept", unreachable), 1, "p2p: unreachable: ")
 
 
+def test_discover(daemon):
+    out = ok(p2p(daemon.home, "discover", "--timeout", "0.5"))
+    lines = out.splitlines()
+    # Signed label, fingerprint and endpoint address per agent, numbered for --accept.
+    assert lines[0].split() == ["1", "Corner", "Shop", "ydd2-56rz-lh7o-nrtv", "192.0.2.7:7400", "(!)", "also",
+                                "advertised", "as", "\"Mallory's\""]
+    assert lines[1].split() == ["2", "Corner", "Shop", "mmmm-aaaa-llll-orry", "192.0.2.7:7400"]
+    assert lines[2].split()[:3] == ["3", "Fake", "Agent"] and lines[2].endswith("(this agent)")
+    assert lines[3].startswith("note: 2 agents call themselves 'Corner Shop': the fingerprint tells them apart")
+    assert lines[4].startswith("(1 advertisement(s) failed verification and are not shown")
+    assert lines[5] == "to connect: p2p discover --accept N (or --accept FINGERPRINT)"
+    assert "advertisement-mismatch" not in out and "p2p:invite" not in out
+    debug = ok(p2p(daemon.home, "discover", "--debug"))
+    assert "rejected  Corner Shop (ydd256rzlh7onrtv)-2._p2p._tcp.local.  advertisement-mismatch: " in debug
+    assert "(from 192.0.2.66)" in debug and debug.count("    url       p2p:invite?_oob=") == 3
+    assert "did       did:peer:2.Vz6MkMALLORY" in debug
+    scan = json.loads(ok(p2p(daemon.home, "discover", "--json", "--timeout", "2")))
+    assert [n["fingerprint"] for n in scan["nearby"]] == ["ydd256rzlh7onrtv", "mmmmaaaallllorry", "ownownownownown2"]
+    assert scan["rejected"][0]["code"] == "advertisement-mismatch"
+
+
+@pytest.mark.parametrize("timeout", ["0", "31", "-1", "nan", "soon"])
+def test_discover_timeout_is_checked(daemon, timeout):
+    out = p2p(daemon.home, "discover", "--timeout", timeout)
+    assert out.returncode == 2 and "not a number of seconds in (0, 30]" in out.stderr
+
+
+def test_discover_accept(fresh):
+    out = ok(p2p(fresh.home, "discover", "--accept", "2", "--label", "the other one"))
+    assert out.splitlines()[0] == "connecting to Corner Shop mmmm-aaaa-llll-orry at 192.0.2.7:7400 ..."
+    assert out.splitlines()[1].startswith("connected: the other one ") and "'Corner Shop'" in out
+    # By fingerprint, dashes and case as the user types them; JSON gives the relationship.
+    rel = json.loads(ok(p2p(fresh.home, "discover", "--accept", "YDD2-56rz", "--json")))
+    assert rel["role"] == "invitee" and rel["state"] == "active" and rel["their_label"] == "Corner Shop"
+    one_line_error(p2p(fresh.home, "discover", "--accept", "3"), 2, "p2p: usage: that is this agent's own")
+    one_line_error(p2p(fresh.home, "discover", "--accept", "9"), 1, "p2p: not-nearby: no entry 9: 3 agent(s)")
+    one_line_error(p2p(fresh.home, "discover", "--accept", "zzzz"), 1, "p2p: not-nearby: no agent(s) nearby")
+    one_line_error(p2p(fresh.home, "discover", "--accept", "yd"), 2, "p2p: usage: --accept takes the number")
+    assert len(json.loads(ok(p2p(fresh.home, "connections", "--json")))) == 4  # seeded 2 + the two accepted
+
+
 def test_connections(daemon):
     out = ok(p2p(daemon.home, "connections"))
     header, *rows = out.splitlines()
@@ -174,6 +219,30 @@ def test_thread(daemon):
     msgs = json.loads(ok(p2p(daemon.home, "thread", "thread-1", "--json")))
     assert [m["direction"] for m in msgs[:2]] == ["in", "out"]
     one_line_error(p2p(daemon.home, "thread", "no-such-thread"), 1, "p2p: unknown-thread: ")
+
+
+def test_inbox_and_thread_show_application_messages_unless_all(fresh):
+    ping = "https://didcomm.org/trust-ping/2.0/ping"
+    fresh.play(ALICE, ping, "thread-1")
+    for _ in range(100):  # the fake takes the command asynchronously
+        everything = json.loads(ok(p2p(fresh.home, "inbox", "--all", "--json")))
+        if any(m["type"] == ping for m in everything):
+            break
+        time.sleep(0.05)
+    assert [m["type"] for m in everything][-1] == ping
+    inbox = json.loads(ok(p2p(fresh.home, "inbox", "--json")))
+    assert inbox == [m for m in everything if m["type"] != ping] and inbox
+    assert "trust-ping" not in ok(p2p(fresh.home, "inbox"))
+    thread = json.loads(ok(p2p(fresh.home, "thread", "thread-1", "--json")))
+    assert ping not in [m["type"] for m in thread] and thread
+    assert ping in [m["type"] for m in json.loads(ok(p2p(fresh.home, "thread", "thread-1", "--all", "--json")))]
+    # A thread of protocol messages only exists, and is empty by default.
+    fresh.play(ALICE, ping, "ping-thread")
+    for _ in range(100):
+        if p2p(fresh.home, "thread", "ping-thread", "--all").returncode == 0:
+            break
+        time.sleep(0.05)
+    assert json.loads(ok(p2p(fresh.home, "thread", "ping-thread", "--json"))) == []
 
 
 def test_ping_and_features(daemon):
@@ -268,6 +337,13 @@ def test_wrong_or_missing_token(daemon, tmp_path):
     one_line_error(p2p(tmp_path, "status"), 4, "p2p: the daemon refused the API token in ")
     (tmp_path / "api-token").write_text("bad token with spaces\n")
     one_line_error(p2p(tmp_path, "status"), 1, "p2p: api-file-error: ")
+
+
+def test_accept_names_the_connection_after_the_inviter(fresh):
+    url = json.loads(ok(p2p(fresh.home, "invite", "--label", "Corner Shop", "--json")))["url"]
+    out = ok(p2p(fresh.home, "accept", url))
+    assert out.startswith("connected: Corner Shop ") and "they call themselves" not in out
+    assert json.loads(ok(p2p(fresh.home, "ping", "Corner Shop", "--json"))) == {"rtt_ms": 1.25}
 
 
 def test_a_label_naming_several_connections(fresh):

@@ -116,8 +116,6 @@ def test_first_session(tmp_path):
         assert p2p(shop, "status", ok=False).returncode == 3
 
 
-@pytest.mark.xfail(strict=True, reason="/work/integration_notes.md N2 (label shown as the peer's name) "
-                   "and N3 (protocol messages in the inbox)")
 def test_cli_names_the_peer_and_keeps_protocol_traffic_out_of_the_inbox(tmp_path):
     with Cluster(tmp_path) as cluster:
         shop = cluster.add("shop", label="Acme Shop").start()

@@ -221,8 +221,6 @@ def test_revoke_refuses_later_sends_and_survives_restart(pair):
     assert len(_inbound(b, rel_b)) == count_b
 
 
-@pytest.mark.xfail(strict=True, reason="/work/integration_notes.md N6: idle per-relationship links fill the "
-                   "listener's connection cap and newcomers are refused")
 def test_more_relationships_than_the_connection_cap(tmp_path):
     """A business has many more customers than open connections: with a listener cap of
     20, customers 21..25 must still be able to connect (and old ones to reach it)."""

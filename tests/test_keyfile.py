@@ -124,6 +124,50 @@ def test_one_derivation_per_salt(monkeypatch):
     assert len(calls) == 1
 
 
+def test_adopt_salt_one_derivation_across_restarts(monkeypatch):
+    calls = []
+    real = argon2id.kdf
+    monkeypatch.setattr(argon2id, "kdf", lambda *a, **k: calls.append(1) or real(*a, **k))
+    identity = sealer().seal(SECRET)  # the first run (p2p init): one derivation
+    assert len(calls) == 1
+    for restart in range(3):  # each restart: open the identity, adopt, seal pairwise keys
+        s = sealer()
+        assert s.open(identity) == SECRET
+        assert s.adopt_salt(identity) is True
+        blobs = [s.seal(bytes([restart, i]) * 16) for i in range(5)]
+        salts = {cbor.loads(b, max_size=4096)["salt"] for b in blobs}
+        assert salts == {cbor.loads(identity, max_size=4096)["salt"]}
+        assert [s.open(b) for b in blobs] == [bytes([restart, i]) * 16 for i in range(5)]
+    assert len(calls) == 1 + 3  # one per process, not one more for the first seal
+    # Without adopt_salt a restarted sealer picks a new salt: a second derivation.
+    s = sealer()
+    s.open(identity)
+    s.seal(b"x")
+    assert len(calls) == 1 + 3 + 2
+
+
+def test_adopt_salt_checks_and_refuses_weaker_parameters():
+    identity = sealer().seal(SECRET)
+    with pytest.raises(BadPassphrase):
+        sealer("wrong").adopt_salt(identity)
+    doc = cbor.loads(identity, max_size=4096)
+    doc["ct"] = doc["ct"][:-1] + bytes([doc["ct"][-1] ^ 1])
+    with pytest.raises(KeyfileCorrupt):
+        sealer().adopt_salt(cbor.dumps(doc))
+    assert Sealer(None).adopt_salt(Sealer(None).seal(SECRET)) is False  # nothing to adopt
+    with pytest.raises(KeyfileCorrupt):
+        sealer().adopt_salt(Sealer(None).seal(SECRET))  # a clear blob under a passphrase
+    # A blob sealed at a lower cost than ours is opened, but its salt and cost are not
+    # taken over: what we seal next keeps our cost.
+    stronger = sealer(opslimit=argon2id.OPSLIMIT_MIN + 1)
+    assert stronger.adopt_salt(identity) is False
+    assert cbor.loads(stronger.seal(b"k"), max_size=4096)["opslimit"] == argon2id.OPSLIMIT_MIN + 1
+    # A blob sealed at a higher cost is adopted with its cost.
+    weaker = sealer()
+    assert weaker.adopt_salt(stronger.seal(b"k")) is True
+    assert cbor.loads(weaker.seal(b"z"), max_size=4096)["opslimit"] == argon2id.OPSLIMIT_MIN + 1
+
+
 def test_one_shot_helpers_with_interactive_cost():
     kw = dict(opslimit=argon2id.OPSLIMIT_INTERACTIVE, memlimit=argon2id.MEMLIMIT_INTERACTIVE)
     blob = keyfile.seal(SECRET, "pw", **kw)

@@ -99,6 +99,13 @@ def test_deterministic_key_order_is_bytewise():
         (wire(id=""), errors.InvalidField, "id"),
         (wire(id="has space"), errors.InvalidField, "id"),
         (wire(id="x" * 129), errors.InvalidField, "id"),
+        # `$` matches before a final newline: ids and types must match in full.
+        (wire(id="abc\n"), errors.InvalidField, "id"),
+        (wire(thid="abc\n"), errors.InvalidField, "thid"),
+        (wire(pthid="abc\n"), errors.InvalidField, "pthid"),
+        (wire(type=PING + "\n"), errors.InvalidField, "type"),
+        (wire(please_ack=["x" * 257]), errors.InvalidField, "please_ack"),
+        (wire(ack=[""]), errors.InvalidField, "ack"),
         (wire(type="ping"), errors.InvalidField, "type"),
         (wire(body=[]), errors.InvalidField, "body"),
         (wire(**{"from": "mailto:x"}), errors.InvalidField, "from"),
@@ -173,6 +180,27 @@ def test_encode_refuses_invalid_and_floats():
         m.encode(m.Message(id="bad id", type=PING))
     with pytest.raises(errors.LocalError):
         m.encode(m.Message(id="a", type=PING, body={"price": 1.5}))
+
+
+def test_please_ack_may_hold_the_empty_text():
+    # DIDComm v2.1 "ACKs": "" in please_ack means "this message".
+    msg = m.decode(wire(please_ack=["", "m-0"]))
+    assert msg.please_ack == ("", "m-0")
+    assert m.decode(m.encode(msg)) == msg
+    assert m.encode(dataclasses.replace(msg, please_ack=("",))) == wire(please_ack=[""])
+    from cddl_schema import check
+
+    assert check("msg-message", wire(please_ack=[""])) == []
+    assert check("msg-message", wire(ack=[""])) != []
+
+
+def test_ids_and_types_with_a_trailing_newline_are_refused_on_encode():
+    base = m.decode(wire())
+    for field, value in (("id", "abc\n"), ("thid", "abc\n"), ("pthid", "abc\n"), ("type", PING + "\n")):
+        with pytest.raises(errors.LocalError):
+            m.encode(dataclasses.replace(base, **{field: value}))
+    with pytest.raises(errors.InvalidField):
+        m.piuri(PING + "\n")
 
 
 def test_thread_id_defaults_to_own_id():
@@ -298,7 +326,7 @@ fast_messages = st.builds(  # valid and without attachments: what encode's fast 
     pthid=st.none() | ids,
     created_time=st.none() | st.integers(0, 2**63 - 1),
     expires_time=st.none() | st.integers(0, 2**63 - 1),
-    please_ack=st.none() | st.lists(ids, max_size=4).map(tuple) | st.lists(ids, max_size=4),
+    please_ack=st.none() | st.lists(ids | st.just(""), max_size=4).map(tuple) | st.lists(ids, max_size=4),
     ack=st.none() | st.lists(ids, max_size=64).map(tuple),
 ).filter(lambda x: x.created_time is None or x.expires_time is None or x.expires_time >= x.created_time)
 
@@ -313,7 +341,7 @@ corruptions = {
     "pthid": bad_texts,
     "created_time": bad_times,
     "expires_time": bad_times,
-    "please_ack": st.just(("",)) | st.just(("a",) * 5) | st.just((1,)),
+    "please_ack": st.just(("x" * 257,)) | st.just(("a",) * 5) | st.just((1,)),
     "ack": st.just(("",)) | st.just(("x" * 257,)) | st.just(("a",) * 65),
     "extensions": st.just({"x-a": 1}) | st.just({1: 2}) | st.just({"id": "other"}),
     "crit": st.just(("thid",)) | st.just(("x-a",)),

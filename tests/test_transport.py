@@ -120,6 +120,38 @@ async def test_handshake_and_messages_both_ways(pair, ik):
     await server.aclose()
 
 
+async def test_send_many_is_one_write_per_burst_and_equals_sends():
+    client, server = await handshake()
+    writes = []
+    stream = client._stream
+    real = stream.send_all
+
+    async def counting(data):
+        writes.append(len(data))
+        await real(data)
+
+    stream.send_all = counting
+    burst = [b"m%d" % i * (i + 1) for i in range(200)]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send_many, burst)
+        got = [await server.receive() for _ in burst]
+    assert got == burst and len(writes) == 1
+    # Over about max_message bytes a burst is split (each write under send_timeout).
+    writes.clear()
+    big = [bytes(600_000), bytes(600_000), b"tail"]
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(client.send_many, big)
+        got = [await server.receive() for _ in big]
+    assert got == big and len(writes) == 2
+    # Mixed with send(), order and nonces stay right; an oversized item sends nothing.
+    await client.send(b"one")
+    with pytest.raises(BadArgument):
+        await client.send_many([b"ok", bytes(MAX_APP_MESSAGE + 1)])
+    await client.send_many([])
+    await client.send_many([b"two"])
+    assert [await server.receive(), await server.receive()] == [b"one", b"two"]
+
+
 async def test_every_handshake_is_fresh():
     first, _ = await handshake()
     second, _ = await handshake()
@@ -398,10 +430,15 @@ async def test_tcp_handler_crash_is_isolated_and_logged(nursery, caplog):
     assert all("secret-payload" not in r.getMessage() for r in caplog.records)
 
 
-async def test_tcp_cap_refuses_when_all_slots_are_established(nursery):
+async def busy_echo(conn):
+    conn.busy = lambda: True  # as a handler with work in flight says
+    await echo(conn)
+
+
+async def test_tcp_cap_refuses_when_all_slots_are_established_and_busy(nursery):
     limits = TransportLimits(max_connections=3, max_handshaking=3)
     stats = ListenerStats()
-    port = await start_server(nursery, static=SERVER, handler=echo,
+    port = await start_server(nursery, static=SERVER, handler=busy_echo,
                                limits=limits, stats=stats)
     held = [await connect("127.0.0.1", port, static=CLIENT) for _ in range(3)]
     for conn in held:  # make sure all three are past the handshake on the server
@@ -417,6 +454,82 @@ async def test_tcp_cap_refuses_when_all_slots_are_established(nursery):
     again = await connect("127.0.0.1", port, static=CLIENT)
     await again.send(b"in")
     assert await again.receive() == b"in"
+
+
+async def test_tcp_cap_evicts_the_least_recently_active_idle_connection(nursery):
+    # spec/09 §9.3: when every slot is established, a newcomer evicts the idle one
+    # (nothing in flight) that was active least recently; busy ones are kept.
+    limits = TransportLimits(max_connections=3, max_handshaking=3)
+    stats = ListenerStats()
+    evicted = []
+
+    async def handler(conn):
+        first = await conn.receive()
+        if first == b"busy":
+            conn.busy = lambda: True
+        else:
+            # A clean goodbye on eviction, as the delivery layer does (a close frame).
+            conn.on_evict = lambda: nursery.start_soon(goodbye, conn)
+        await conn.send(first)
+        await echo(conn)
+
+    async def goodbye(conn):
+        evicted.append(first_words[conn.remote_static])
+        await conn.send(b"bye")
+
+    keys = [KeyPair.from_private(bytes([i]) * 32) for i in range(1, 6)]
+    first_words = {}
+    held = []
+    for key, word in zip(keys, [b"busy", b"old", b"recent"]):
+        first_words[key.public] = word
+        conn = await connect("127.0.0.1", port := port if held else await start_server(
+            nursery, static=SERVER, handler=handler, limits=limits, stats=stats), static=key)
+        await conn.send(word)
+        assert await conn.receive() == word
+        held.append(conn)
+        await trio.sleep(0.05)  # distinct activity times
+    await held[2].send(b"again")  # "recent" is active again; "old" is now the least recent
+    assert await held[2].receive() == b"again"
+    newcomer = await connect("127.0.0.1", port, static=keys[3])
+    first_words[keys[3].public] = b"new"
+    await newcomer.send(b"new")
+    assert await newcomer.receive() == b"new"
+    with trio.fail_after(5):
+        assert await held[1].receive() == b"bye"  # the goodbye, then the close
+        with pytest.raises(ConnectionClosed):
+            await held[1].receive()
+    assert evicted == [b"old"] and stats.evicted_idle == 1 and stats.refused == 0
+    assert stats.admitted == 3 and stats.established == 3
+    for conn in (held[0], held[2]):  # the busy one and the recent one are untouched
+        await conn.send(b"ping")
+        assert await conn.receive() == b"ping"
+    # "recent" was pinged just now: "new" is the least recently active idle one.
+    busy = []
+    for key in keys[4:] + [KeyPair.from_private(bytes([9]) * 32)]:
+        conn = await connect("127.0.0.1", port, static=key)
+        await conn.send(b"busy")
+        assert await conn.receive() == b"busy"
+        busy.append(conn)
+    assert evicted == [b"old", b"new", b"recent"] and stats.evicted_idle == 3
+    # Now every slot is busy: the next newcomer is refused.
+    with pytest.raises(ConnectionClosed):
+        await connect("127.0.0.1", port, static=OTHER, timeout=5)
+    assert stats.refused == 1
+
+
+async def test_tcp_cap_evicts_an_idle_connection_without_on_evict_at_once(nursery):
+    stats = ListenerStats()
+    port = await start_server(nursery, static=SERVER, handler=echo, stats=stats,
+                               limits=TransportLimits(max_connections=1, max_handshaking=1))
+    first = await connect("127.0.0.1", port, static=CLIENT)
+    await first.send(b"x")
+    assert await first.receive() == b"x"
+    second = await connect("127.0.0.1", port, static=OTHER)
+    await second.send(b"y")
+    assert await second.receive() == b"y"
+    with trio.fail_after(0.9), pytest.raises(ConnectionClosed):  # before EVICT_GRACE: no grace given
+        await first.receive()
+    assert stats.evicted_idle == 1 and stats.admitted == 1
 
 
 async def test_tcp_idle_timeout(nursery):

@@ -151,6 +151,10 @@ class Client:
         return self.request("POST", f"/relationships/{_seg(relationship_id)}/discover",
                             body={"match": match, "timeout": timeout}, timeout=timeout + PEER_MARGIN_S)["features"]
 
+    def discover_nearby(self, *, timeout: float = 3) -> dict:
+        """LAN discovery (spec/15): {"nearby": [...], "rejected": [...]}; takes `timeout` s."""
+        return self.request("GET", "/discover", params={"timeout": timeout}, timeout=timeout + PEER_MARGIN_S)
+
     def send(self, relationship_id: str, *, type: str, body: dict, thid: str | None = None,
              pthid: str | None = None, expires_in: int | None = None, please_ack: bool = False) -> dict:
         return self.request("POST", "/messages", body={
@@ -162,11 +166,13 @@ class Client:
                                                        "messages": messages})["messages"]
 
     def messages(self, *, relationship: str | None = None, thid: str | None = None, direction: str | None = None,
-                 type: str | None = None, after: int | None = None, limit: int = 100) -> dict:
-        """One page: {"messages": [...], "next_after": cursor | None}."""
+                 type: str | None = None, after: int | None = None, limit: int = 100,
+                 protocol: bool = False) -> dict:
+        """One page: {"messages": [...], "next_after": cursor | None}. Application
+        messages only unless `protocol` (spec/14 §14.5)."""
         return self.request("GET", "/messages", params={
             "relationship": relationship, "thid": thid, "direction": direction, "type": type, "after": after,
-            "limit": limit})
+            "limit": limit, "protocol": "true" if protocol else None})
 
     def iter_messages(self, *, after: int | None = None, page: int = PAGE, **filters: Any) -> Iterator[dict]:
         """Every matching message, oldest first, fetched a page at a time."""
@@ -180,8 +186,9 @@ class Client:
     def message(self, message_id: str, *, relationship: str | None = None) -> dict:
         return self.request("GET", f"/messages/{_seg(message_id)}", params={"relationship": relationship})
 
-    def thread(self, thid: str) -> list[dict]:
-        return self.request("GET", f"/threads/{_seg(thid)}")["messages"]
+    def thread(self, thid: str, *, protocol: bool = False) -> list[dict]:
+        return self.request("GET", f"/threads/{_seg(thid)}",
+                            params={"protocol": "true" if protocol else None})["messages"]
 
     def events(self) -> Iterator[dict]:
         """The live event stream; blocks between events, ends when the daemon ends it."""

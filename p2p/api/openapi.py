@@ -59,9 +59,16 @@ SCHEMAS: dict[str, Any] = {
         "multi_use": _opt("boolean"), "label": _opt("string"),
         "expires_in": {"type": ["integer", "null"], "minimum": 1, "description": "seconds from now"},
     }, extra=False),
-    "AcceptRequest": _obj({"url": _STR, "label": _opt("string"), "timeout": _TIMEOUT}, ("url",), extra=False),
+    "AcceptRequest": _obj({"url": _STR, "label": {
+        "type": ["string", "null"], "maxLength": 256,
+        "description": "our own name for the inviter on this relationship (default: the name it presents); "
+                       "kept locally, never sent. We present config `label` to the inviter"},
+        "timeout": _TIMEOUT}, ("url",), extra=False),
     "Relationship": _obj({
-        "id": _STR, "our_did": _STR, "their_did": _STR, "label": _opt("string"), "their_label": _opt("string"),
+        "id": _STR, "our_did": _STR, "their_did": _STR,
+        "label": {"type": ["string", "null"], "description": "the PEER's name here: ours for it if we gave one "
+                                                              "when accepting, else the name it presented"},
+        "their_label": {"type": ["string", "null"], "description": "the name the peer presented (connect/1.0)"},
         "state": _STR, "role": {"enum": ["inviter", "invitee"]}, "endpoint": _opt("string"),
         "created_time": _INT, "updated_time": _INT, "outbox_pending": _INT,
     }, ("id", "state")),
@@ -93,6 +100,22 @@ SCHEMAS: dict[str, Any] = {
                          "next_after": {"type": ["integer", "null"],
                                         "description": "pass as ?after= for the next page; null: no more"}},
                         ("messages", "next_after")),
+    "Nearby": _obj({
+        "label": {"type": "string", "description": "the invitation's signed label; show it with the fingerprint"},
+        "fingerprint": {"type": "string", "description": "16 base32 characters of the invitation key (spec/15)"},
+        "fingerprint_display": {"type": "string", "examples": ["ydd2-56rz-lh7o-nrtv"]},
+        "agent_did": _STR, "endpoint": {"type": "string", "description": "the signed p2p+tcp endpoint"},
+        "url": {"type": "string", "description": "the verified invitation URL: pass it to /v1/invitations/accept"},
+        "expires_time": _opt("integer"), "own": {"type": "boolean", "description": "our own advertisement"},
+        "advertised_label": {"type": "string", "description": "the TXT label: unauthenticated, diagnostic only"},
+        "label_mismatch": {"type": "boolean", "description": "some advertisement showed another TXT label"},
+        "addresses": {"type": "array", "items": _STR, "description": "mDNS addresses: never used to connect"},
+        "name": {"type": "string", "description": "the DNS-SD instance name: unauthenticated"},
+    }, ("label", "fingerprint", "agent_did", "endpoint", "url")),
+    "Rejected": _obj({"name": _STR, "code": {"type": "string", "description": "why (spec/15 §15.8)"},
+                      "detail": _STR, "addresses": {"type": "array", "items": _STR}}, ("name", "code")),
+    "NearbyScan": _obj({"nearby": {"type": "array", "items": _ref("Nearby")},
+                        "rejected": {"type": "array", "items": _ref("Rejected")}}, ("nearby", "rejected")),
     "Event": _obj({"event": {"type": "string", "examples": [
         "message.received", "message.state", "relationship.created", "relationship.revoked", "invitation.used",
         "problem.received", "subscription.overflow"]}, "time": _INT}, ("event",)),
@@ -115,6 +138,7 @@ _ERROR_TEXT = {
     409: "the relationship is revoked (relationship-revoked)",
     413: "request body over 1 MiB, or a value over an agent limit (too-large)",
     500: "the agent failed unexpectedly (internal-error); the daemon logs one line",
+    503: "this host cannot browse the LAN now (discovery-unavailable)",
     502: "the peer refused or sent something unacceptable (its RemoteError code)",
     504: "the peer did not answer (unreachable, timeout, handshake-timeout)",
 }
@@ -136,6 +160,12 @@ def _op(summary: str, op_id: str, ok: int, ok_schema: dict | None, *, body: str 
 
 def _q(name: str, schema: dict, text: str) -> dict:
     return {"name": name, "in": "query", "required": False, "schema": schema, "description": text}
+
+
+_PROTOCOL_PARAM = _q("protocol", {"enum": ["true", "false"], "default": "false"},
+                     "true: also the core protocols' messages (connect/1.0, trust-ping, discover-features, "
+                     "report-problem, empty/ack), which the archive keeps; false (default): application "
+                     "messages only, unless `type` names one")
 
 
 def _p(name: str) -> dict:
@@ -177,6 +207,12 @@ def build() -> dict:
             "ask the peer which features (protocols, goal codes) it supports (discover-features 2.0)",
             "discoverFeatures", 200, _list_of("features", "Feature"), params=rid, body="DiscoverRequest",
             body_optional=True, errors=(404, 409, 413, 502, 504))},
+        "/v1/discover": {"get": _op(
+            "browse the LAN for advertised invitations (DNS-SD, spec/15): verified agents nearby and the "
+            "advertisements rejected, with reasons. Takes `timeout` seconds (plus at most 1 s of resolution)",
+            "discoverNearby", 200, _ref("NearbyScan"), errors=(503,), params=[
+                _q("timeout", {"type": "number", "exclusiveMinimum": 0, "maximum": 30, "default": 3},
+                   "seconds to listen, a decimal number such as 3 or 0.5")])},
         "/v1/messages": {
             "post": {**_op("queue one message, or a batch in one transaction", "sendMessages", 201,
                            {"oneOf": [_ref("Message"), _list_of("messages", "Message")]},
@@ -192,6 +228,7 @@ def build() -> dict:
                            _q("after", {"type": "integer", "minimum": 0}, "only messages with a larger cursor"),
                            _q("limit", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
                               "page size"),
+                           _PROTOCOL_PARAM,
                        ]),
         },
         "/v1/messages/{id}": {"get": _op("one message", "getMessage", 200, _ref("Message"), errors=(404,),
@@ -199,7 +236,8 @@ def build() -> dict:
                                                               "disambiguate an id two peers both used")])},
         "/v1/threads/{thid}": {"get": _op("the messages of one thread, in order", "getThread", 200,
                                           _obj({"thid": _STR, "messages": {"type": "array", "items": _ref("Message")}},
-                                               ("thid", "messages")), params=[_p("thid")], errors=(404,))},
+                                               ("thid", "messages")), params=[_p("thid"), _PROTOCOL_PARAM],
+                                          errors=(404,))},
         "/v1/events": {"get": {
             "summary": "live events as Server-Sent Events: `id: <n>` and `data: <Event JSON>` per event, "
                        "`: keep-alive` comments every 15 s; ids count per connection (no resume: after a "

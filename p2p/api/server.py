@@ -47,6 +47,8 @@ MAX_BATCH = 1000
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 MAX_TIMEOUT_S = 120
+MAX_DISCOVER_S = 30  # GET /v1/discover: a LAN browse window (spec/15 §15.5)
+DEFAULT_DISCOVER_S = 3.0
 KEEPALIVE_S = 15.0
 OPEN_PATHS = frozenset({PREFIX + "/health"})  # everything else needs the token
 
@@ -65,6 +67,7 @@ STATUS_BY_CODE = {
     "too-large": 413,
     "unreachable": 504,
     "timeout": 504,
+    "discovery-unavailable": 503,  # this host cannot browse the LAN (no multicast interface)
 }
 
 
@@ -186,6 +189,13 @@ def _query(request: Request, allowed: set[str]) -> dict[str, str]:
     return out
 
 
+def _bool_param(query: dict[str, str], name: str) -> bool:
+    value = query.get(name, "false")
+    if value not in ("true", "false"):
+        raise ApiError(400, "invalid-field", f"query parameter {name!r} must be 'true' or 'false'")
+    return value == "true"
+
+
 def _int_param(query: dict[str, str], name: str, *, low: int, high: int | None = None) -> int | None:
     if name not in query:
         return None
@@ -194,6 +204,19 @@ def _int_param(query: dict[str, str], name: str, *, low: int, high: int | None =
         bound = f"[{low}, {high}]" if high is not None else f">= {low}"
         raise ApiError(400, "invalid-field", f"query parameter {name!r} must be an integer {bound}")
     return int(value)
+
+
+def _seconds_param(query: dict[str, str], name: str, *, default: float, high: float) -> float:
+    """A decimal number of seconds in (0, high]: `3`, `0.5`; no exponent, sign or inf."""
+    if name not in query:
+        return default
+    value = query[name]
+    whole, dot, frac = value.partition(".")
+    digits = whole + frac
+    if (not whole or (dot and not frac) or not digits.isascii() or not digits.isdigit() or len(value) > 12
+            or not 0 < float(value) <= high):
+        raise ApiError(400, "invalid-field", f"query parameter {name!r} must be a number of seconds in (0, {high:g}]")
+    return int(value) if not dot else float(value)
 
 
 # --- the application -------------------------------------------------------------------
@@ -340,6 +363,11 @@ def create_app(agent: Agent, *, token: str, keepalive: float = KEEPALIVE_S) -> A
         args = check_fields(await read_json(request, empty_ok=True), DISCOVER_FIELDS)
         return JSONResponse({"features": await agent.discover(request.path_params["id"], **args)})
 
+    async def discover_nearby(request: Request) -> Response:
+        query = _query(request, {"timeout"})
+        timeout = _seconds_param(query, "timeout", default=DEFAULT_DISCOVER_S, high=MAX_DISCOVER_S)
+        return JSONResponse(await agent.discover_nearby(timeout))
+
     async def send_messages(request: Request) -> Response:
         doc = await read_json(request)
         if type(doc) is dict and "messages" in doc:
@@ -353,15 +381,16 @@ def create_app(agent: Agent, *, token: str, keepalive: float = KEEPALIVE_S) -> A
         return JSONResponse(await agent.send(args.pop("relationship"), **args), status_code=201)
 
     async def list_messages(request: Request) -> Response:
-        query = _query(request, {"relationship", "thid", "direction", "type", "after", "limit"})
+        query = _query(request, {"relationship", "thid", "direction", "type", "after", "limit", "protocol"})
         if query.get("direction") not in (None, "in", "out"):
             raise ApiError(400, "invalid-field", "query parameter 'direction' must be 'in' or 'out'")
         after = _int_param(query, "after", low=0)
         limit = _int_param(query, "limit", low=1, high=MAX_LIMIT) or DEFAULT_LIMIT
+        include_protocol = _bool_param(query, "protocol")
         # One extra row tells whether another page exists without a count query.
         found = await agent.messages(relationship=query.get("relationship"), thid=query.get("thid"),
                                      direction=query.get("direction"), type=query.get("type"), after=after,
-                                     limit=limit + 1)
+                                     limit=limit + 1, include_protocol=include_protocol)
         page = found[:limit]
         more = len(found) > limit
         return JSONResponse({"messages": page, "next_after": page[-1]["cursor"] if more else None})
@@ -372,9 +401,9 @@ def create_app(agent: Agent, *, token: str, keepalive: float = KEEPALIVE_S) -> A
 
     async def thread(request: Request) -> Response:
         thid = request.path_params["thid"]
-        found = await agent.thread(thid)
-        if not found:
-            raise ApiError(404, "unknown-thread", f"no message in thread {thid!r}")
+        include_protocol = _bool_param(_query(request, {"protocol"}), "protocol")
+        # The agent raises unknown-thread (404) for a thread with no message at all.
+        found = await agent.thread(thid, include_protocol=include_protocol)
         return JSONResponse({"thid": thid, "messages": found})
 
     async def events(request: Request) -> Any:
@@ -396,6 +425,7 @@ def create_app(agent: Agent, *, token: str, keepalive: float = KEEPALIVE_S) -> A
         route("/relationships/{id}/revoke", revoke, "POST"),
         route("/relationships/{id}/ping", ping, "POST"),
         route("/relationships/{id}/discover", discover, "POST"),
+        route("/discover", discover_nearby, "GET"),
         route("/messages", send_messages, "POST"),
         route("/messages", list_messages, "GET"),
         route("/messages/{id}", get_message, "GET"),

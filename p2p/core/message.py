@@ -36,8 +36,10 @@ MAX_CRIT = 16
 DEFAULT_MAX_SKEW = 300  # seconds a sender's clock may run ahead of ours
 
 # DIDComm message type URI: <doc-uri>/<protocol-name>/<major>.<minor>/<message-name>
-_TYPE_RE = re.compile(r"^[a-z][a-z0-9+.-]*:[^\s]*?/([a-z0-9._-]+)/(\d+)\.(\d+)/([a-z0-9._-]+)$", re.I)
-_ID_RE = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no spaces
+# Used with fullmatch only: `$` also matches before a trailing "\n", so `match` with
+# `^...$` would accept "abc\n" as an id.
+_TYPE_RE = re.compile(r"[a-z][a-z0-9+.-]*:[^\s]*?/([a-z0-9._-]+)/(\d+)\.(\d+)/([a-z0-9._-]+)", re.I)
+_ID_RE = re.compile(r"[\x21-\x7e]+")  # printable ASCII, no spaces
 
 KNOWN_FIELDS = frozenset(
     {"id", "type", "from", "to", "thid", "pthid", "created_time", "expires_time", "body",
@@ -189,12 +191,12 @@ def _plainly_valid(message: Message) -> bool:
     if expires is not None:
         if type(expires) is not int or not 0 <= expires < 2**63 or (created is not None and expires < created):
             return False
-    for value, limit in ((message.please_ack, 4), (message.ack, 64)):
+    for value, limit, least in ((message.please_ack, 4, 0), (message.ack, 64, 1)):
         if value is not None:
             if type(value) is not tuple and type(value) is not list or len(value) > limit:
                 return False
             for item in value:
-                if type(item) is not str or not item or len(item) > MAX_TYPE_CHARS:
+                if type(item) is not str or not least <= len(item) <= MAX_TYPE_CHARS:
                     return False
     return True
 
@@ -235,7 +237,7 @@ def _text(m: dict, name: str, *, required: bool = False, limit: int, pattern: re
         raise InvalidField(f"{name}: expected text, got {_kind(value)}")
     if not value or len(value) > limit:
         raise InvalidField(f"{name}: length {len(value)} outside 1..{limit}")
-    if pattern is not None and not pattern.match(value):
+    if pattern is not None and not pattern.fullmatch(value):
         raise InvalidField(f"{name}: {value[:80]!r} is not well formed")
     return value
 
@@ -257,15 +259,17 @@ def _time(m: dict, name: str) -> int | None:
     return value
 
 
-def _text_list(m: dict, name: str, limit: int) -> tuple[str, ...] | None:
+def _text_list(m: dict, name: str, limit: int, *, empty_ok: bool = False) -> tuple[str, ...] | None:
     if name not in m:
         return None
     value = m[name]
     if type(value) is not list or len(value) > limit:
         raise InvalidField(f"{name}: expected a list of at most {limit} text strings")
+    least = 0 if empty_ok else 1
     for item in value:
-        if type(item) is not str or not item or len(item) > MAX_TYPE_CHARS:
-            raise InvalidField(f"{name}: every entry must be non-empty text")
+        if type(item) is not str or not least <= len(item) <= MAX_TYPE_CHARS:
+            what = "text" if empty_ok else "non-empty text"
+            raise InvalidField(f"{name}: every entry must be {what} of at most {MAX_TYPE_CHARS} characters")
     return tuple(value)
 
 
@@ -275,7 +279,7 @@ def _text_list(m: dict, name: str, limit: int) -> tuple[str, ...] | None:
 
 
 def _is_id(value: Any) -> bool:  # _text(..., limit=MAX_ID_CHARS, pattern=_ID_RE)
-    return type(value) is str and 0 < len(value) <= MAX_ID_CHARS and _ID_RE.match(value) is not None
+    return type(value) is str and 0 < len(value) <= MAX_ID_CHARS and _ID_RE.fullmatch(value) is not None
 
 
 # Message type URIs that matched _TYPE_RE. A conversation uses a handful of types, and
@@ -290,7 +294,7 @@ def _is_type(value: Any) -> bool:  # _text(..., limit=MAX_TYPE_CHARS, pattern=_T
         return False
     if value in _valid_types:
         return True
-    if not 0 < len(value) <= MAX_TYPE_CHARS or not _TYPE_RE.match(value):
+    if not 0 < len(value) <= MAX_TYPE_CHARS or not _TYPE_RE.fullmatch(value):
         return False
     if len(_valid_types) >= _VALID_TYPES_MAX:
         _valid_types.clear()
@@ -398,7 +402,7 @@ def parse_map(m: Any, *, understood: frozenset[str] = frozenset()) -> Message:
         ids = [a.id for a in attachments]
         if len(set(ids)) != len(ids):
             raise InvalidField("attachments: ids must be unique within a message")
-    please_ack = _text_list(m, "please_ack", 4)
+    please_ack = _text_list(m, "please_ack", 4, empty_ok=True)  # DIDComm: "" means this message
     ack = _text_list(m, "ack", 64)
     # issuperset runs in C; the comprehension only when there are extensions.
     extensions = {} if KNOWN_FIELDS.issuperset(m) else {k: v for k, v in m.items() if k not in KNOWN_FIELDS}
@@ -408,7 +412,7 @@ def parse_map(m: Any, *, understood: frozenset[str] = frozenset()) -> Message:
 
 def piuri(message_type: str) -> tuple[str, str, int, int, str]:
     """Split a message type URI into (doc-uri, protocol, major, minor, message name)."""
-    match = _TYPE_RE.match(message_type)
+    match = _TYPE_RE.fullmatch(message_type)
     if not match:
         raise InvalidField(f"type: {message_type[:80]!r} is not a message type URI")
     protocol, major, minor, name = match.groups()

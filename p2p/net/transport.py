@@ -22,7 +22,7 @@ from __future__ import annotations
 import errno
 import logging
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +48,9 @@ _ACCEPT_RETRY_DELAY = 0.1
 # At most one "cap reached" warning per this many seconds: a flood must not
 # become a log flood.
 _CAP_WARNING_INTERVAL = 60.0
+# An idle established connection evicted to admit a newcomer gets this long to close
+# cleanly (its handler's on_evict); then it is cut (spec/09 §9.3).
+EVICT_GRACE = 1.0
 
 
 def _fingerprint(public: bytes) -> str:
@@ -82,6 +85,9 @@ class ServedConnection(trio.abc.Channel[bytes]):
         "remote_static",
         "handshake_hash",
         "pattern",
+        "last_active",
+        "busy",
+        "on_evict",
     )
 
     def __init__(self, conn: NoiseConnection, limits: TransportLimits, peer: str = "") -> None:
@@ -90,13 +96,22 @@ class ServedConnection(trio.abc.Channel[bytes]):
         self._queue_in, self._queue_out = trio.open_memory_channel[bytes](limits.inflight_messages)
         self._queued_bytes = 0
         self._drained = trio.Event()
-        self._idle_scope = trio.CancelScope(deadline=trio.current_time() + limits.idle_timeout)
+        now = trio.current_time()
+        self._idle_scope = trio.CancelScope(deadline=now + limits.idle_timeout)
         self._reason: RemoteError | None = None
         self._reason_given = False
         self.peer = peer
         self.remote_static = conn.remote_static
         self.handshake_hash = conn.handshake_hash
         self.pattern = conn.pattern
+        # trio time of the last complete message in either direction (or of the handshake).
+        self.last_active = now
+        # Set by the handler. `busy()`: it has work in flight on this connection (e.g.
+        # frames awaiting receipts), so the listener must not evict it. `on_evict()`:
+        # called synchronously when the listener evicts it; the handler then closes it
+        # cleanly (e.g. sends a close frame) within EVICT_GRACE, after which it is cut.
+        self.busy: Callable[[], bool] | None = None
+        self.on_evict: Callable[[], None] | None = None
 
     @property
     def queued_bytes(self) -> int:
@@ -107,13 +122,26 @@ class ServedConnection(trio.abc.Channel[bytes]):
         return self._queue_out.statistics().current_buffer_used
 
     def _touch(self) -> None:
-        self._idle_scope.deadline = trio.current_time() + self._limits.idle_timeout
+        self.last_active = now = trio.current_time()
+        self._idle_scope.deadline = now + self._limits.idle_timeout
+
+    @property
+    def idle(self) -> bool:
+        """Nothing in flight: no send under way, nothing queued for the handler, and
+        the handler does not say it is busy. Only such a connection may be evicted."""
+        return (not self._conn.sending and not self._queue_out.statistics().current_buffer_used
+                and not (self.busy is not None and self.busy()))
 
     def request_rekey(self) -> None:
         self._conn.request_rekey()
 
     async def send(self, message: bytes) -> None:
         await self._conn.send(message)
+        self._touch()
+
+    async def send_many(self, messages: Sequence[bytes]) -> None:
+        """Several messages in order, joined into as few writes as possible."""
+        await self._conn.send_many(messages)
         self._touch()
 
     async def receive(self) -> bytes:
@@ -172,8 +200,12 @@ async def serve_connection(
     A handler's exception is logged (one line) and swallowed: it ends this
     connection only.
     """
-    served = ServedConnection(conn, limits, peer)
-    label = f"{peer} peer {_fingerprint(conn.remote_static)}"
+    await _serve(ServedConnection(conn, limits, peer), handler)
+
+
+async def _serve(served: ServedConnection, handler: Callable[[ServedConnection], Awaitable[Any]]) -> None:
+    conn = served._conn
+    label = f"{served.peer} peer {_fingerprint(conn.remote_static)}"
     fault: RemoteError | None = None
     try:
         async with trio.open_nursery() as nursery:
@@ -221,21 +253,24 @@ class ListenerStats:
     peak_admitted: int = 0
     peak_handshaking: int = 0
     accepted: int = 0
-    refused: int = 0  # closed at accept: every slot held by an established connection
+    refused: int = 0  # closed at accept: every slot held by a busy established connection
     evicted: int = 0  # oldest handshaking connection closed to make room
+    evicted_idle: int = 0  # least recently active idle established connection closed to make room
     handshake_failures: int = 0  # peer faults and timeouts before the handshake completed
     completed_handshakes: int = 0
 
 
 class _Slot:
-    """One admitted connection, while it is handshaking."""
+    """One admitted connection: its task's cancel scope (the handshake's, then the
+    established connection's) and, once established, its ServedConnection."""
 
-    __slots__ = ("scope", "stream", "evicted")
+    __slots__ = ("scope", "stream", "evicted", "served")
 
     def __init__(self, stream: trio.SocketStream) -> None:
         self.scope = trio.CancelScope()
         self.stream = stream
         self.evicted = False
+        self.served: ServedConnection | None = None
 
 
 class _Listener:
@@ -249,6 +284,7 @@ class _Listener:
         self.stats = stats
         # Insertion order is age: the first key is the oldest handshaking connection.
         self.handshaking: dict[_Slot, None] = {}
+        self.established: dict[_Slot, None] = {}
         self.next_id = 0
         self.last_cap_warning = -math.inf
 
@@ -262,25 +298,22 @@ class _Listener:
         """Decide synchronously, right after accept, so the caps hold at every checkpoint."""
         limits, stats = self.limits, self.stats
         stats.accepted += 1
-        if len(self.handshaking) >= limits.max_handshaking or stats.admitted >= limits.max_connections:
-            if not self.handshaking:
-                # Every slot is an authenticated connection: they are not evicted by
-                # newcomers; the newcomer waits for one to end (retry).
+        if len(self.handshaking) >= limits.max_handshaking:
+            self._evict_handshaking()
+        elif stats.admitted >= limits.max_connections:
+            # Make room, cheapest loss first: an established connection with nothing
+            # in flight (its peer redials when it has something to send), else the
+            # oldest handshake; refuse only when every slot is busy and established.
+            idle = self._idle_established()
+            if idle is not None:
+                self._evict_established(idle)
+            elif self.handshaking:
+                self._evict_handshaking()
+            else:
                 stats.refused += 1
                 self._warn_cap("connection")
                 _close_now(stream)
                 return None
-            # Evict the oldest handshaking connection. A peer that handshakes
-            # promptly is never the oldest for long, so idle junk cannot keep it
-            # out; to keep it out an attacker must open max_handshaking new
-            # connections within that peer's handshake round trip.
-            victim = next(iter(self.handshaking))
-            self._release_handshaking(victim)
-            victim.evicted = True
-            victim.scope.cancel()
-            _close_now(victim.stream)
-            stats.evicted += 1
-            self._warn_cap("handshake")
         slot = _Slot(stream)
         self.handshaking[slot] = None
         stats.handshaking += 1
@@ -288,6 +321,50 @@ class _Listener:
         stats.peak_admitted = max(stats.peak_admitted, stats.admitted)
         stats.peak_handshaking = max(stats.peak_handshaking, stats.handshaking)
         return slot
+
+    def _evict_handshaking(self) -> None:
+        # The oldest one. A peer that handshakes promptly is never the oldest for
+        # long, so idle junk cannot keep it out; to keep it out an attacker must open
+        # max_handshaking new connections within that peer's handshake round trip.
+        victim = next(iter(self.handshaking))
+        self._release_handshaking(victim)
+        victim.evicted = True
+        victim.scope.cancel()
+        _close_now(victim.stream)
+        self.stats.evicted += 1
+        self._warn_cap("handshake")
+
+    def _idle_established(self) -> _Slot | None:
+        """The least recently active established connection with nothing in flight."""
+        best, best_time = None, math.inf
+        for slot in self.established:
+            served = slot.served
+            if served.last_active < best_time and served.idle:
+                best, best_time = slot, served.last_active
+        return best
+
+    def _evict_established(self, slot: _Slot) -> None:
+        # Its slot is free at once. The handler gets EVICT_GRACE to close cleanly (a
+        # close frame: the peer sees a normal end, not a fault, and redials when it
+        # has something to send); then the scope's deadline cuts the connection.
+        del self.established[slot]
+        slot.evicted = True
+        self.stats.established -= 1
+        self.stats.admitted -= 1
+        self.stats.evicted_idle += 1
+        served = slot.served
+        log.debug("connection %s evicted (idle for %.1f s) to admit a newcomer", served.peer,
+                  trio.current_time() - served.last_active)
+        self._warn_cap("connection")
+        if served.on_evict is None:
+            slot.scope.cancel()
+            return
+        slot.scope.deadline = min(slot.scope.deadline, trio.current_time() + EVICT_GRACE)
+        try:
+            served.on_evict()
+        except Exception as exc:  # the handler's bug must not stop the listener
+            log.error("connection %s: on_evict failed: %s", served.peer, _describe(exc))
+            slot.scope.cancel()
 
     def _release_handshaking(self, slot: _Slot) -> None:
         del self.handshaking[slot]
@@ -337,11 +414,17 @@ class _Listener:
             stats.completed_handshakes += 1
             stats.established += 1
             stats.admitted += 1
+            slot.served = ServedConnection(conn, self.limits, label)
+            slot.scope = trio.CancelScope()  # the established phase's: eviction cancels it
+            self.established[slot] = None
             try:
-                await serve_connection(conn, self.handler, limits=self.limits, peer=label)
+                with slot.scope:
+                    await _serve(slot.served, self.handler)
             finally:
-                stats.established -= 1
-                stats.admitted -= 1
+                if slot in self.established:  # an evicted one was released at eviction
+                    del self.established[slot]
+                    stats.established -= 1
+                    stats.admitted -= 1
         except Exception as exc:  # a bug here, not the peer's doing: still only this connection
             log.error("connection %s: unexpected error: %s", label, _describe(exc))
         finally:

@@ -224,6 +224,27 @@ class ArchivedMessage:
     plaintext: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class WebhookEvent:
+    """An agent event to queue for the webhooks named in `webhooks` (schema 3)."""
+
+    payload: bytes  # the event as one JSON object (UTF-8), without its event_id member
+    webhooks: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """A queued (webhook, event) pair, the head of a webhook's queue first."""
+
+    webhook: str
+    event_id: int
+    payload: bytes
+    created_at: int
+    attempts: int
+    next_attempt_ms: int  # unix milliseconds; 0: due now
+    last_error: str | None
+
+
 class _Unchanged:
     __slots__ = ()
 
@@ -310,9 +331,21 @@ class Store(Protocol):
     def archived(
         self, *, relationship_id: str | None = None, thid: str | None = None, direction: str | None = None,
         type: str | None = None, after: int | None = None, limit: int = 100,
+        exclude_type_prefixes: Sequence[str] = (),
     ) -> list[ArchivedMessage]: ...
     def get_archived(self, message_id: str, *, relationship_id: str | None = None,
                      direction: str | None = None) -> ArchivedMessage | None: ...
+
+    # webhook queue (schema 3; spec/16): batch methods, one transaction per call
+    def webhook_enqueue_many(self, events: Sequence[WebhookEvent], now: int, *,
+                             archive_cursor: int | None = None) -> list[int]: ...
+    def archive_cursor(self) -> int: ...
+    def webhook_pending(self, webhook: str, limit: int) -> list[WebhookDelivery]: ...
+    def webhook_delivered_many(self, webhook: str, event_ids: Iterable[int]) -> int: ...
+    def webhook_retry(self, webhook: str, event_id: int, *, next_attempt_ms: int, error: str) -> int: ...
+    def webhook_fail_older(self, webhook: str, created_before: int, *, error: str) -> int: ...
+    def webhook_prune(self, keep: Iterable[str], failed_before: int) -> int: ...
+    def webhook_counts(self) -> dict[str, dict[str, int]]: ...
 
 
 from .sqlite import SQLiteStore  # noqa: E402  (needs the names above)
@@ -322,4 +355,5 @@ __all__ = [
     "InvitationKind", "InvitationState", "OutboxEntry", "OutboxState", "Outgoing",
     "Relationship", "RelationshipRevoked", "RelationshipState", "SQLiteStore", "SchemaTooNew",
     "SettingValue", "Store", "StoreError", "UNCHANGED", "UnknownRelationship",
+    "WebhookDelivery", "WebhookEvent",
 ]

@@ -120,6 +120,29 @@ class Sealer:
             keys = self._keys[params] = _subkeys(master)
         return keys
 
+    def adopt_salt(self, blob: bytes) -> bool:
+        """Seal from now on with the salt of `blob`, an encrypted blob of this agent
+        (its identity): then the Argon2id run that opened it at start also serves every
+        blob sealed later, in this process and the next (one salt per agent, spec/08
+        §8.5), instead of one run per process for a fresh salt.
+
+        Checks the blob with the passphrase first (BadPassphrase, KeyfileCorrupt: the
+        same errors as `open`; the derivation is cached, so after `open` this is free).
+        Adopts nothing and returns False for a clear blob, without a passphrase, or
+        when the blob's cost parameters are below ours: a file someone altered must not
+        lower the cost of what we seal next. Returns True once the salt is adopted."""
+        if self._pw is None:
+            return False
+        self.open(blob)  # validates the fields and the passphrase; raises like open
+        doc = cbor.loads(blob, max_size=MAX_BLOB)
+        if doc["kdf"] != KDF_ARGON2ID:  # not reached: open refuses clear blobs here
+            return False
+        ops, mem = doc["opslimit"], doc["memlimit"]
+        if ops < self.opslimit or mem < self.memlimit:
+            return False
+        self._salt, self.opslimit, self.memlimit = doc["salt"], ops, mem
+        return True
+
     def seal(self, plaintext: bytes, *, nonce: bytes | None = None) -> bytes:
         """`nonce` is for reproducible tests only; leave it None."""
         if self._pw is None:

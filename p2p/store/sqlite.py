@@ -48,6 +48,8 @@ from . import (
     SettingValue,
     StoreError,
     UnknownRelationship,
+    WebhookDelivery,
+    WebhookEvent,
     _Unchanged,
 )
 
@@ -786,14 +788,20 @@ class SQLiteStore:
     def archived(
         self, *, relationship_id: str | None = None, thid: str | None = None, direction: str | None = None,
         type: str | None = None, after: int | None = None, limit: int = 100,
+        exclude_type_prefixes: Sequence[str] = (),
     ) -> list[ArchivedMessage]:
-        """Archived messages matching every given filter, by increasing cursor."""
+        """Archived messages matching every given filter, by increasing cursor;
+        `exclude_type_prefixes` leaves out every type that starts with one of them
+        (compared exactly and case-sensitively, unlike LIKE)."""
         where, args = [], []
         for column, value in (("relationship_id", relationship_id), ("thid", thid), ("direction", direction),
                               ("type", type)):
             if value is not None:
                 where.append(f"a.{column} = ?")
                 args.append(value)
+        for prefix in exclude_type_prefixes:
+            where.append("substr(a.type, 1, ?) != ?")
+            args.extend((len(prefix), prefix))
         if after is not None:
             where.append("a.cursor > ?")
             args.append(after)
@@ -816,3 +824,100 @@ class SQLiteStore:
         with self._lock:
             row = self._conn.execute(sql + " ORDER BY a.cursor LIMIT 1", args).fetchone()
         return None if row is None else _archived(row)
+
+    # --- webhook queue (schema 3, spec/16) -----------------------------------------------
+
+    WEBHOOK_CURSOR_KEY = "webhooks.archive_cursor"
+
+    def webhook_enqueue_many(self, events: Sequence[WebhookEvent], now: int, *,
+                             archive_cursor: int | None = None) -> list[int]:
+        """Queue events, each for the webhooks it names, in ONE transaction; returns
+        their event ids (increasing, in `events` order). `archive_cursor`, when given,
+        is stored in the same transaction as the settings row WEBHOOK_CURSOR_KEY: the
+        last archive cursor whose message.received is queued (the catch-up mark)."""
+        ids: list[int] = []
+        with self._tx() as conn:
+            if events:
+                conn.executemany("INSERT INTO webhook_events (payload, created_at) VALUES (?, ?)",
+                                 [(bytes(e.payload), now) for e in events])
+                # AUTOINCREMENT numbers the rows of one statement consecutively (as in archive_many).
+                last = conn.execute(
+                    "SELECT seq FROM sqlite_sequence WHERE name = 'webhook_events'").fetchone()[0]
+                ids = list(range(last - len(events) + 1, last + 1))
+                conn.executemany("INSERT INTO webhook_queue (webhook, event_id) VALUES (?, ?)",
+                                 [(w, i) for e, i in zip(events, ids) for w in e.webhooks])
+            if archive_cursor is not None:
+                conn.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
+                             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                             (self.WEBHOOK_CURSOR_KEY, archive_cursor))
+        return ids
+
+    def archive_cursor(self) -> int:
+        """The highest archive cursor handed out so far (0: none)."""
+        with self._lock:
+            row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'archive'").fetchone()
+        return 0 if row is None else row[0]
+
+    def webhook_pending(self, webhook: str, limit: int) -> list[WebhookDelivery]:
+        """The first `limit` pending events of one webhook, in event id order."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT q.webhook, q.event_id, e.payload, e.created_at, q.attempts, q.next_attempt_ms, "
+                "q.last_error FROM webhook_queue q JOIN webhook_events e ON e.id = q.event_id "
+                "WHERE q.webhook = ? AND q.state = 'pending' ORDER BY q.event_id LIMIT ?",
+                (webhook, limit)).fetchall()
+        return [WebhookDelivery(*r) for r in rows]
+
+    def webhook_delivered_many(self, webhook: str, event_ids: Iterable[int]) -> int:
+        """The receiver took these events: drop their rows, and every event no other
+        webhook still waits for. Returns how many queue rows went."""
+        ids = [(i,) for i in event_ids]
+        if not ids:
+            return 0
+        with self._tx() as conn:
+            before = conn.total_changes
+            conn.executemany("DELETE FROM webhook_queue WHERE webhook = ? AND event_id = ?",
+                             [(webhook, i) for (i,) in ids])
+            gone = conn.total_changes - before
+            conn.executemany("DELETE FROM webhook_events WHERE id = ?1 AND NOT EXISTS "
+                             "(SELECT 1 FROM webhook_queue WHERE event_id = ?1)", ids)
+        return gone
+
+    def webhook_retry(self, webhook: str, event_id: int, *, next_attempt_ms: int, error: str) -> int:
+        """An attempt failed: count it and note when the next one is due."""
+        return self._update_many(
+            "UPDATE webhook_queue SET attempts = attempts + 1, next_attempt_ms = ?, last_error = ? "
+            "WHERE webhook = ? AND event_id = ? AND state = 'pending'",
+            [(next_attempt_ms, error, webhook, event_id)])
+
+    def webhook_fail_older(self, webhook: str, created_before: int, *, error: str) -> int:
+        """Give up on this webhook's pending events created before `created_before`."""
+        return self._update_many(
+            "UPDATE webhook_queue SET state = 'failed', last_error = ? WHERE webhook = ? AND state = 'pending' "
+            "AND event_id IN (SELECT id FROM webhook_events WHERE created_at < ?)",
+            [(error, webhook, created_before)])
+
+    def webhook_prune(self, keep: Iterable[str], failed_before: int) -> int:
+        """Drop the rows of webhooks not in `keep` (no longer configured), failed rows
+        of events created before `failed_before`, then events nobody waits for.
+        Returns how many queue rows went."""
+        keep = list(keep)
+        with self._tx() as conn:
+            before = conn.total_changes
+            marks = ", ".join("?" * len(keep))
+            conn.execute(f"DELETE FROM webhook_queue WHERE webhook NOT IN ({marks})", keep)
+            conn.execute("DELETE FROM webhook_queue WHERE state = 'failed' AND event_id IN "
+                         "(SELECT id FROM webhook_events WHERE created_at < ?)", (failed_before,))
+            gone = conn.total_changes - before
+            conn.execute("DELETE FROM webhook_events WHERE NOT EXISTS "
+                         "(SELECT 1 FROM webhook_queue q WHERE q.event_id = webhook_events.id)")
+        return gone
+
+    def webhook_counts(self) -> dict[str, dict[str, int]]:
+        """{webhook: {"pending": n, "failed": n}} (webhooks with rows only)."""
+        out: dict[str, dict[str, int]] = {}
+        with self._lock:
+            for webhook, state, n in self._conn.execute(
+                    "SELECT webhook, state, count(*) FROM webhook_queue GROUP BY webhook, state"):
+                out.setdefault(webhook, {"pending": 0, "failed": 0})[state] = n
+        return out
