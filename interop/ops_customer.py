@@ -6,39 +6,20 @@ encoding (spec/03); keys as 32-byte hex secrets from which DIDs are derived
 
 from __future__ import annotations
 
-from p2p.core import cose, envelope, keys, message
+from p2p.core import cose, envelope, message
 from p2p.core.errors import LocalError
 from p2p.core.protocols import connection, ownership, support
 
-
-def _hex(request: dict, key: str) -> bytes:
-    value = request.get(key)
-    try:
-        return bytes.fromhex(value)
-    except (TypeError, ValueError):
-        raise LocalError(f"request needs hex {key!r}") from None
-
-
-def _text(request: dict, key: str, *, optional: bool = False) -> str | None:
-    value = request.get(key)
-    if value is None and optional:
-        return None
-    if type(value) is not str:
-        raise LocalError(f"request needs text {key!r}")
-    return value
-
-
-def _int(request: dict, key: str) -> int:
-    value = request.get(key)
-    if type(value) is not int:
-        raise LocalError(f"request needs integer {key!r}")
-    return value
+from _adapter_util import agent_keys
+from _adapter_util import hex_field as _hex
+from _adapter_util import int_field as _int
+from _adapter_util import text_field as _text
 
 
 def _identity(request: dict, prefix: str) -> tuple[str, envelope.SigningKey]:
     """(agent-layout DID, its #key-1 signing key) from `<prefix>ed25519_seed` and
     `<prefix>x25519_secret`."""
-    agent = keys.AgentKeys.from_secrets(_hex(request, f"{prefix}ed25519_seed"), _hex(request, f"{prefix}x25519_secret"))
+    agent = agent_keys(request, prefix)
     did = connection.pairwise_did(agent)
     return did, envelope.SigningKey.from_seed(ownership.signing_kid(did), agent.signing.seed)
 

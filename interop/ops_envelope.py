@@ -10,28 +10,12 @@ from __future__ import annotations
 from p2p.core import envelope as env
 from p2p.core.errors import LocalError
 
+from _adapter_util import hex_field as _hex
+from _adapter_util import text_field as _text
+
 # Reply keys of `seal`, in computation order; only those the kind produces appear.
 SEAL_STEPS = ("to_be_signed", "signature", "signed", "ephemeral_public", "shared_secret", "kdf_context",
               "cek", "aad")
-
-
-def _hex(request: dict, key: str, *, optional: bool = False) -> bytes | None:
-    value = request.get(key)
-    if value is None:
-        if optional:
-            return None
-        raise LocalError(f"request needs {key!r}")
-    try:
-        return bytes.fromhex(value)
-    except (TypeError, ValueError):
-        raise LocalError(f"{key!r} is not hex") from None
-
-
-def _text(request: dict, key: str) -> str:
-    value = request.get(key)
-    if type(value) is not str:
-        raise LocalError(f"request needs text {key!r}")
-    return value
 
 
 def _keymap(request: dict, key: str) -> dict[str, bytes]:

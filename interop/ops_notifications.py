@@ -7,37 +7,12 @@ is a pure function of its request.
 from __future__ import annotations
 
 from p2p.core import envelope, keys, message
-from p2p.core.errors import LocalError
 from p2p.core.protocols import notifications as N
 from p2p.core.protocols import terms as T
 
-
-def _hex(request: dict, key: str, *, optional: bool = False) -> bytes | None:
-    value = request.get(key)
-    if value is None:
-        if optional:
-            return None
-        raise LocalError(f"request needs {key!r}")
-    try:
-        return bytes.fromhex(value)
-    except (TypeError, ValueError):
-        raise LocalError(f"{key!r} is not hex") from None
-
-
-def _int(request: dict, key: str, *, optional: bool = False) -> int | None:
-    value = request.get(key)
-    if value is None and optional:
-        return None
-    if type(value) is not int:
-        raise LocalError(f"request needs integer {key!r}")
-    return value
-
-
-def _text(request: dict, key: str) -> str:
-    value = request.get(key)
-    if type(value) is not str:
-        raise LocalError(f"request needs text {key!r}")
-    return value
+from _adapter_util import hex_field as _hex
+from _adapter_util import int_field as _int
+from _adapter_util import text_field as _text
 
 
 def _addr(request: dict) -> dict:

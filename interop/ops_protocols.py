@@ -12,37 +12,10 @@ from p2p.core.errors import LocalError
 from p2p.core.protocols import connection, delivery, endpoint, invitation, problem_report, routing
 from p2p.core.protocols.discover import Feature
 
-
-def _hex(request: dict, key: str, *, optional: bool = False) -> bytes | None:
-    value = request.get(key)
-    if value is None:
-        if optional:
-            return None
-        raise LocalError(f"request needs {key!r}")
-    try:
-        return bytes.fromhex(value)
-    except (TypeError, ValueError):
-        raise LocalError(f"{key!r} is not hex") from None
-
-
-def _int(request: dict, key: str, *, optional: bool = False) -> int | None:
-    value = request.get(key)
-    if value is None and optional:
-        return None
-    if type(value) is not int:
-        raise LocalError(f"request needs integer {key!r}")
-    return value
-
-
-def _text(request: dict, key: str) -> str:
-    value = request.get(key)
-    if type(value) is not str:
-        raise LocalError(f"request needs text {key!r}")
-    return value
-
-
-def _keys(request: dict, prefix: str) -> keys.AgentKeys:
-    return keys.AgentKeys.from_secrets(_hex(request, f"{prefix}ed25519_seed"), _hex(request, f"{prefix}x25519_secret"))
+from _adapter_util import agent_keys as _keys
+from _adapter_util import hex_field as _hex
+from _adapter_util import int_field as _int
+from _adapter_util import text_field as _text
 
 
 def endpoint_parse(request: dict) -> dict:

@@ -114,8 +114,8 @@ def test_txt_record_layout_and_round_trip():
 
 
 def test_largest_invitation_fits_the_stated_limits():
-    # A 256-character label of 4-byte characters: the largest label an invitation takes.
-    i = invite(label="\U0001F36A" * 256)
+    # 64 four-byte characters: 256 UTF-8 bytes, the largest label an invitation takes.
+    i = invite(label="\U0001F36A" * 64)
     strings = d.txt_strings(i)
     assert all(len(s) <= 255 for s in strings)
     assert strings[1] == b"label=" + ("\U0001F36A" * 62).encode()  # 248 bytes: cut at a character
@@ -225,7 +225,7 @@ def test_instance_name():
     assert name.endswith(f" ({fp})") and len(name.encode()) <= 63
     assert name.startswith("St  Mary's Bakery xxx".replace("  ", " ")) and "\n" not in name and "." not in name
     assert d.instance_name(invite(label="")) == f"p2p agent ({fp})"
-    assert len(d.instance_name(invite(label="\U0001F36A" * 200)).encode()) <= 63
+    assert len(d.instance_name(invite(label="\U0001F36A" * 64)).encode()) <= 63
 
 
 def test_zeroconf_reads_our_txt_and_we_read_zeroconf_txt():
@@ -375,11 +375,11 @@ async def scenario_round_trip() -> None:
 
 
 async def scenario_two_advertisers() -> None:
-    # Same label, different keys; one with a 256-character label, so its TXT record
-    # is about 2.5 KB in 10 chunks: more than one Ethernet frame.
+    # Same label, different keys; one with the largest label (256 UTF-8 bytes), so its
+    # TXT record is more than one Ethernet frame.
     a = invite(label="Corner Shop")
     b = invite(OTHER, OTHER_DID, label="Corner Shop")
-    big = invite(MALLORY, MALLORY_DID, label="\U0001F36A" * 256, id="inv-big")
+    big = invite(MALLORY, MALLORY_DID, label="\U0001F36A" * 64, id="inv-big")
     assert len(d.txt_record(big)) > 1500
     async with trio.open_nursery() as nursery:
         for i in (a, b, big):
@@ -391,7 +391,7 @@ async def scenario_two_advertisers() -> None:
     shops = [n for n in found if n.label == "Corner Shop"]
     assert len(shops) == 2 and shops[0].fingerprint != shops[1].fingerprint
     assert {n.agent_did for n in shops} == {SHOP_DID, OTHER_DID}
-    assert next(n for n in found if n.url == big.url).label == "\U0001F36A" * 256
+    assert next(n for n in found if n.url == big.url).label == "\U0001F36A" * 64
 
 
 async def scenario_spoofs() -> None:

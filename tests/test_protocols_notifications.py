@@ -185,6 +185,7 @@ def test_terminal_statuses():
 tokens = st.from_regex(r"[a-z0-9]{1,8}([._-][a-z0-9]{1,8}){0,2}", fullmatch=True)
 texts = st.text(max_size=40)
 titles = st.text(min_size=1, max_size=40)
+labels = st.text(min_size=1, max_size=16)  # at most 64 UTF-8 bytes, the label limit
 urgency = st.sampled_from(N.URGENCIES)
 
 
@@ -209,7 +210,7 @@ def test_round_trip_of_every_body(cat, data):
     assert change == N.Change("subscribe", 1, tuple(chosen), rate)
     aud = aud.receive(wire(sub))
     links = [N.Link(data.draw(titles), "https://" + data.draw(tokens)) for _ in range(data.draw(st.integers(0, 3)))]
-    actions = [N.Action(i, data.draw(titles)) for i in data.draw(st.lists(tokens, max_size=3, unique=True))]
+    actions = [N.Action(i, data.draw(labels)) for i in data.draw(st.lists(tokens, max_size=3, unique=True))]
     aud, note = aud.notify(topic=chosen[0], title=data.draw(titles), text=data.draw(texts), urgency=data.draw(urgency),
                            links=links, actions=actions, id="n", frm=BIZ, to=CUS, now=NOW)
     assert check("notif-notify", message.encode(note)) == []
@@ -265,3 +266,17 @@ def test_notification_vectors_independently():
     assert note["type"] == N.NOTIFY_TYPE and note["body"]["urgency"] == "normal"
     assert [a["id"] for a in note["body"]["actions"]] == ["ok", "call-me"]
     assert note["created_time"] == vectors["notif-notify"]["request"]["now"]
+
+
+def test_text_limits_count_utf8_bytes_like_the_cddl():
+    # 16 four-byte characters fill the 64-byte label limit; one more character is over it
+    ok = N.Action("a", "\U0001F600" * 16)
+    aud, _ = N.Audience().offer((N.Topic("t", "T", "", "low"),), id="c", frm=BIZ, to=CUS, now=NOW)
+    aud = aud.receive(wire(N.Subscriptions().receive_catalogue(wire(
+        N.Audience().offer((N.Topic("t", "T", "", "low"),), id="c", frm=BIZ, to=CUS, now=NOW)[1]))
+        .subscribe(["t"], id="s", frm=CUS, to=BIZ, now=NOW)[1]))
+    _, note = aud.notify(topic="t", title="x", text="", urgency="low", actions=[ok], id="n", frm=BIZ, to=CUS, now=NOW)
+    assert check("notif-notify", message.encode(note)) == []
+    with pytest.raises(BadArgument):
+        aud.notify(topic="t", title="x", text="", urgency="low", actions=[N.Action("a", "\U0001F600" * 16 + "x")],
+                   id="n2", frm=BIZ, to=CUS, now=NOW)

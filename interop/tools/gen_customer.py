@@ -11,21 +11,14 @@ vector's "cddl" is validated against spec/cddl.
 from __future__ import annotations
 
 import hashlib
-import json
-import pathlib
-import shutil
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "interop"))
+from _vectors import VectorSet  # sets up sys.path for the imports below
 
 import ops_customer as ops  # noqa: E402
-from p2p.core import cbor, envelope, errors, keys, message  # noqa: E402
+from p2p.core import cbor, envelope, keys, message  # noqa: E402
 from p2p.core.message import Attachment, Message  # noqa: E402
 from p2p.core.protocols import connection, ownership, support  # noqa: E402
 
-OUT = ROOT / "interop" / "vectors" / "customer"
 NOW = 1_764_320_000  # 2025-11-28T08:53:20Z
 
 
@@ -41,32 +34,8 @@ def identity(name: str) -> tuple[dict, str, envelope.SigningKey]:
     return secrets, did, envelope.SigningKey.from_seed(ownership.signing_kid(did), agent.signing.seed)
 
 
-cases: list[dict] = []
-
-
-def accept(name: str, description: str, op: str, request: dict, *, cddl: dict | None = None,
-           keys_order: list[str] | None = None) -> dict:
-    reply = ops.OPS[op](json.loads(json.dumps(request)))
-    expect = {k: reply[k] for k in (keys_order or reply)}
-    case = {"name": name, "description": description, "op": op, "reject": False, "request": request, "expect": expect}
-    if cddl:
-        case["cddl"] = cddl
-    cases.append(case)
-    return reply
-
-
-def reject(name: str, description: str, op: str, request: dict, code: str, *, cddl: dict | None = None) -> None:
-    try:
-        ops.OPS[op](json.loads(json.dumps(request)))
-    except errors.RemoteError as exc:
-        assert exc.code == code, (name, exc.code, exc.detail, code)
-    else:
-        raise AssertionError(f"{name} was accepted")
-    case = {"name": name, "description": description, "op": op, "reject": True, "request": request,
-            "expect": {"error": code}}
-    if cddl:
-        case["cddl"] = cddl
-    cases.append(case)
+VECTORS = VectorSet("customer", ops.OPS)
+accept, reject = VECTORS.accept, VECTORS.reject
 
 
 def hx(msg: Message) -> str:
@@ -292,14 +261,7 @@ def ownership_vectors() -> None:
 def main() -> None:
     support_vectors()
     ownership_vectors()
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    for n, case in enumerate(cases, start=1):
-        name = case.pop("name")
-        (OUT / f"{n:03d}-{name}.json").write_text(json.dumps(case, indent=2) + "\n")
-    rejects = sum(c["reject"] for c in cases)
-    print(f"wrote {len(cases)} vectors ({rejects} must-reject) to {OUT.relative_to(ROOT)}")
+    VECTORS.write()
 
 
 if __name__ == "__main__":

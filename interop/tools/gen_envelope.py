@@ -13,22 +13,16 @@ named in each description.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Mapping
-import pathlib
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "interop"))
+from _vectors import VectorSet  # sets up sys.path for the imports below
 
 import cbor2  # noqa: E402
 
 import ops_envelope  # noqa: E402
-from p2p.core import cbor, cose, errors  # noqa: E402
+from p2p.core import cbor, cose  # noqa: E402
 from p2p.core import envelope as env  # noqa: E402
 
-OUT = ROOT / "interop" / "vectors" / "envelope"
 
 
 def secret(label: str) -> bytes:
@@ -51,7 +45,7 @@ EPH = secret("ephemeral 1")
 IV = bytes.fromhex("000102030405060708090a0b")
 NONCE = secret("partyu nonce 1")  # 32 bytes, as p2p emits
 
-cases: list[dict] = []
+VECTORS = VectorSet("envelope", ops_envelope.OPS)
 
 
 def seal_request(kind: str, *, payload: bytes = PAYLOAD, sender: env.AgreementKey = ALICE,
@@ -83,8 +77,7 @@ def add_seal(name: str, description: str, **kw) -> None:
                       ("kdf_context", "cose-kdf-context"), ("aad", "cose-enc-structure")):
         if key in reply:
             cddl[key] = rule
-    cases.append({"name": name, "description": description, "op": "seal", "reject": False,
-                  "request": req, "expect": reply, "cddl": cddl})
+    VECTORS.add(name, description, "seal", req, reply, cddl=cddl)
 
 
 def open_request(envelope: bytes, *, recipient: env.AgreementKey | None = BOB, senders=None, signers=None,
@@ -103,24 +96,13 @@ def open_request(envelope: bytes, *, recipient: env.AgreementKey | None = BOB, s
 
 def add_open(name: str, description: str, envelope: bytes, *, op: str = "open", ours: bool = True, **kw) -> None:
     req = open_request(envelope, **kw)
-    handler = ops_envelope.OPS[op]
-    reply = handler(dict(req))
-    case = {"name": name, "description": description, "op": op, "reject": False, "request": req, "expect": reply}
-    if ours:
-        case["cddl"] = {"envelope": "cose-envelope"}
-    cases.append(case)
+    VECTORS.add(name, description, op, req, VECTORS.call(op, req),
+                cddl={"envelope": "cose-envelope"} if ours else None)
 
 
 def add_reject(name: str, description: str, envelope: bytes, code: str, **kw) -> None:
     req = open_request(envelope, **kw)
-    try:
-        ops_envelope.open_(dict(req))
-    except errors.P2PError as exc:
-        assert exc.code == code, (name, exc.code, code, exc.detail)
-    else:
-        raise AssertionError(f"{name} was accepted")
-    cases.append({"name": name, "description": description, "op": "open", "reject": True,
-                  "request": req, "expect": {"error": code}})
+    VECTORS.reject(name, description, "open", req, code)
 
 
 def mutable(value):
@@ -372,14 +354,7 @@ add_reject("052-reject-private-key", "anoncrypt whose ephemeral COSE_Key also ca
 
 
 def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.glob("*.json"):
-        old.unlink()
-    for case in cases:
-        name = case.pop("name")
-        (OUT / f"{name}.json").write_text(json.dumps(case, indent=2) + "\n")
-    rejects = sum(c["reject"] for c in cases)
-    print(f"wrote {len(cases)} vectors ({rejects} must-reject) to {OUT.relative_to(ROOT)}")
+    VECTORS.write(numbered=False)  # names carry their numbers
 
 
 if __name__ == "__main__":

@@ -13,13 +13,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import pathlib
-import sys
 
-HERE = pathlib.Path(__file__).resolve().parent
-ROOT = HERE.parent.parent
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "interop"))
+from _vectors import VectorSet  # sets up sys.path for the imports below
 
 import base58  # noqa: E402
 
@@ -27,7 +22,7 @@ import ops_identity  # noqa: E402
 from p2p.core import cbor  # noqa: E402
 from p2p.core.errors import P2PError  # noqa: E402
 
-OUT = ROOT / "interop" / "vectors" / "identity"
+VECTORS = VectorSet("identity", ops_identity.OPS)
 
 # did:key method test vectors (w3c-ccg/did-method-key, test-vectors/ed25519-x25519.json
 # and x25519.json): the public key for seed 00..00, and the first X25519 entry.
@@ -76,7 +71,7 @@ OBJECT_SERVICE = {
 
 def _call(op: str, request: dict) -> dict:
     try:
-        return ops_identity.OPS[op](dict(request))
+        return VECTORS.call(op, request)
     except P2PError as exc:
         return {"error": exc.code}
 
@@ -188,21 +183,14 @@ def cases() -> list[tuple[str, str, str, dict, dict | None]]:
 
 
 def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.glob("*.json"):
-        old.unlink()
-    for n, (name, description, op, request, cddl) in enumerate(cases(), start=1):
+    for name, description, op, request, cddl in cases():
         reply = _call(op, request)
         reject = "error" in reply
         if reject != name.startswith("reject-"):
             raise SystemExit(f"{name}: unexpected outcome {reply}")
         expect = {"error": reply["error"]} if reject else reply
-        vector = {"description": description, "op": op, "reject": reject, "request": request, "expect": expect}
-        if cddl:
-            vector["cddl"] = cddl
-        path = OUT / f"{n:03d}-{name}.json"
-        path.write_text(json.dumps(vector, indent=2, ensure_ascii=False) + "\n")
-    print(f"wrote {n} vectors to {OUT.relative_to(ROOT)}")
+        VECTORS.add(name, description, op, request, expect, reject=reject, cddl=cddl)
+    VECTORS.write(ensure_ascii=False)
 
 
 if __name__ == "__main__":

@@ -10,20 +10,13 @@ vector through the independent `noiseprotocol` library as well.
 from __future__ import annotations
 
 import hashlib
-import json
-import pathlib
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "interop"))
+from _vectors import VectorSet  # sets up sys.path for the imports below
 
 from ops_noise import OPS, cacophony_case  # noqa: E402
 
-from p2p.core.errors import P2PError  # noqa: E402
 from p2p.core.keys import x25519_public  # noqa: E402
 
-OUT = ROOT / "interop" / "vectors" / "noise"
 
 XX = "Noise_XX_25519_ChaChaPoly_BLAKE2b"
 IK = "Noise_IK_25519_ChaChaPoly_BLAKE2b"
@@ -56,8 +49,8 @@ def channel_keys(pattern_name: str) -> dict:
     return req
 
 
-def run(op: str, request: dict) -> dict:
-    return OPS[op](json.loads(json.dumps(request)))
+VECTORS = VectorSet("noise", OPS)
+run = VECTORS.call
 
 
 def flip(hexstr: str, index: int) -> str:
@@ -66,47 +59,14 @@ def flip(hexstr: str, index: int) -> str:
     return raw.hex()
 
 
-CASES: list[tuple[str, dict]] = []
-
-
 def ok(name: str, description: str, op: str, request: dict, expect: dict | None = None) -> None:
     reply = run(op, request)
     if expect is not None and any(reply.get(k) != v for k, v in expect.items()):
         raise SystemExit(f"{name}: our implementation disagrees with the published vector")
-    CASES.append(
-        (
-            name,
-            {
-                "description": description,
-                "op": op,
-                "reject": False,
-                "request": request,
-                "expect": expect if expect is not None else reply,
-            },
-        )
-    )
+    VECTORS.add(name, description, op, request, expect if expect is not None else reply)
 
 
-def reject(name: str, description: str, op: str, request: dict, code: str) -> None:
-    try:
-        run(op, request)
-    except P2PError as exc:
-        if exc.code != code:
-            raise SystemExit(f"{name}: expected {code}, got {exc.code}: {exc.detail}") from None
-    else:
-        raise SystemExit(f"{name}: expected {code}, op succeeded")
-    CASES.append(
-        (
-            name,
-            {
-                "description": description,
-                "op": op,
-                "reject": True,
-                "request": request,
-                "expect": {"error": code},
-            },
-        )
-    )
+reject = VECTORS.reject
 
 
 def msgs(*payloads: str) -> list[dict]:
@@ -276,14 +236,7 @@ def build() -> None:
 
 def main() -> None:
     build()
-    OUT.mkdir(parents=True, exist_ok=True)
-    for old in OUT.glob("*.json"):
-        old.unlink()
-    for number, (name, case) in enumerate(CASES, start=1):
-        path = OUT / f"{number:03d}-{name}.json"
-        path.write_text(json.dumps(case, indent=2) + "\n")
-    rejects = sum(case["reject"] for _, case in CASES)
-    print(f"wrote {len(CASES)} vectors ({rejects} must-reject) to {OUT.relative_to(ROOT)}")
+    VECTORS.write()
 
 
 if __name__ == "__main__":

@@ -11,21 +11,14 @@ CBOR value named in a vector against spec/cddl.
 from __future__ import annotations
 
 import hashlib
-import json
-import pathlib
-import shutil
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "interop"))
+from _vectors import VectorSet  # sets up sys.path for the imports below
 
 import ops_notifications as ops  # noqa: E402
-from p2p.core import cbor, envelope, errors, keys  # noqa: E402
+from p2p.core import cbor, envelope, keys  # noqa: E402
 from p2p.core.protocols import connection  # noqa: E402
 from p2p.core.protocols import terms as T  # noqa: E402
 
-OUT = ROOT / "interop" / "vectors" / "notifications"
 NOW = 1_764_320_000  # 2025-11-28T08:53:20Z
 
 
@@ -33,30 +26,8 @@ def secret(name: str) -> bytes:
     return hashlib.sha256(f"p2p notification vectors: {name}".encode()).digest()
 
 
-cases: list[dict] = []
-
-
-def accept(name: str, description: str, op: str, request: dict, *, cddl: dict | None = None,
-           keys_order: list[str] | None = None) -> dict:
-    reply = ops.OPS[op](json.loads(json.dumps(request)))
-    expect = {k: reply[k] for k in (keys_order or reply)}
-    case = {"name": name, "description": description, "op": op, "reject": False, "request": request,
-            "expect": expect}
-    if cddl:
-        case["cddl"] = cddl
-    cases.append(case)
-    return reply
-
-
-def reject(name: str, description: str, op: str, request: dict, code: str) -> None:
-    try:
-        ops.OPS[op](json.loads(json.dumps(request)))
-    except errors.P2PError as exc:
-        assert exc.code == code, (name, exc.code, exc.detail, code)
-    else:
-        raise AssertionError(f"{name} was accepted")
-    cases.append({"name": name, "description": description, "op": op, "reject": True, "request": request,
-                  "expect": {"error": code}})
+VECTORS = VectorSet("notifications", ops.OPS)
+accept, reject = VECTORS.accept, VECTORS.reject
 
 
 CUSTOMER_KEYS = keys.AgentKeys.from_secrets(secret("customer ed25519"), secret("customer x25519"))
@@ -301,13 +272,7 @@ def terms() -> None:
 def main() -> None:
     notifications()
     terms()
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    for i, case in enumerate(cases, 1):
-        name = case.pop("name")
-        (OUT / f"{i:03d}-{name}.json").write_text(json.dumps(case, indent=2) + "\n")
-    print(f"{len(cases)} vectors ({sum(c['reject'] for c in cases)} must-reject) in {OUT.relative_to(ROOT)}")
+    VECTORS.write()
 
 
 if __name__ == "__main__":

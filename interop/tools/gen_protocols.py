@@ -10,20 +10,13 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
-import pathlib
-import shutil
-import sys
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "interop"))
+from _vectors import VectorSet  # sets up sys.path for the imports below
 
 import ops_protocols as ops  # noqa: E402
-from p2p.core import cbor, envelope, errors, keys, message  # noqa: E402
+from p2p.core import cbor, envelope, keys, message  # noqa: E402
 from p2p.core.protocols import connection  # noqa: E402
 
-OUT = ROOT / "interop" / "vectors" / "protocols"
 NOW = 1_764_320_000  # 2025-11-28T08:53:20Z
 
 
@@ -35,30 +28,8 @@ def rnd(name: str, n: int) -> str:
     return hashlib.sha256(f"p2p protocol vectors random: {name}".encode()).digest()[:n].hex()
 
 
-cases: list[dict] = []
-
-
-def accept(name: str, description: str, op: str, request: dict, *, cddl: dict | None = None,
-           keys_order: list[str] | None = None) -> dict:
-    reply = ops.OPS[op](json.loads(json.dumps(request)))
-    expect = {k: reply[k] for k in (keys_order or reply)}
-    case = {"name": name, "description": description, "op": op, "reject": False, "request": request,
-            "expect": expect}
-    if cddl:
-        case["cddl"] = cddl
-    cases.append(case)
-    return reply
-
-
-def reject(name: str, description: str, op: str, request: dict, code: str) -> None:
-    try:
-        ops.OPS[op](json.loads(json.dumps(request)))
-    except errors.RemoteError as exc:
-        assert exc.code == code, (name, exc.code, exc.detail, code)
-    else:
-        raise AssertionError(f"{name} was accepted")
-    cases.append({"name": name, "description": description, "op": op, "reject": True, "request": request,
-                  "expect": {"error": code}})
+VECTORS = VectorSet("protocols", ops.OPS)
+accept, reject = VECTORS.accept, VECTORS.reject
 
 
 AGENT = {"ed25519_seed": secret("agent ed25519"), "x25519_secret": secret("agent x25519")}
@@ -276,14 +247,7 @@ def main() -> None:
     accept("backoff-cap", "retry 12 with a random value of one half: half of the 300 s cap", "backoff",
            {"attempt": 12, "random_u32": 2**31})
 
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
-    for n, case in enumerate(cases, start=1):
-        name = case.pop("name")
-        (OUT / f"{n:03d}-{name}.json").write_text(json.dumps(case, indent=2) + "\n")
-    rejects = sum(c["reject"] for c in cases)
-    print(f"wrote {len(cases)} vectors ({rejects} must-reject) to {OUT.relative_to(ROOT)}")
+    VECTORS.write()
 
 
 if __name__ == "__main__":

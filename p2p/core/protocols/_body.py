@@ -22,8 +22,11 @@ def text(body: dict, name: str, *, limit: int, required: bool = False, default: 
         return default
     if type(value) is not str:
         raise InvalidField(f"body.{name}: expected text")
-    if len(value) > limit or (not value and not allow_empty):
-        raise InvalidField(f"body.{name}: length {len(value)} outside {0 if allow_empty else 1}..{limit}")
+    # Limits count UTF-8 bytes, as CDDL's `.size` on text does, so the code and the
+    # schema in spec/cddl accept exactly the same strings.
+    size = len(value) if value.isascii() else len(value.encode("utf-8"))
+    if size > limit or (not value and not allow_empty):
+        raise InvalidField(f"body.{name}: {size} UTF-8 bytes, outside {0 if allow_empty else 1}..{limit}")
     return value
 
 

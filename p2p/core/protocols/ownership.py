@@ -334,7 +334,8 @@ def _field(m: dict, name: str, ok, fault: type[RemoteError], what: str, *, optio
 
 
 def _text_ok(limit: int, least: int = 1):
-    return lambda v: type(v) is str and least <= len(v) <= limit
+    # UTF-8 bytes, as the CDDL's `.size` counts (spec/01 section 1.6)
+    return lambda v: type(v) is str and least <= len(v.encode("utf-8")) <= limit
 
 
 def _id_ok(v: Any) -> bool:
