@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from p2p.core import cbor, message
+from p2p.core import message
 
 
 def _json_safe(value):

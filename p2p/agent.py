@@ -402,7 +402,6 @@ class Agent:
 
     async def take(self, session: Session, delivers: list[Deliver]) -> list[int]:
         rel: _Relationship = session.state
-        conn = rel.conn
         now = self.now()
         ctx = self._context(rel, now)
         sender = _sender_key(rel.id)

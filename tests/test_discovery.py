@@ -297,18 +297,19 @@ def _netns() -> tuple[list[str] | None, str]:
     return None, "cannot make a network namespace with multicast on lo: " + "; ".join(errors)
 
 
-def run_in_netns(scenario: str) -> None:
+def run_in_netns(scenario: str, *, script: str = __file__, timeout: float = 30) -> None:
+    """Run `script scenario` in a private network namespace; it must print SCENARIO OK."""
     prefix, reason = _netns()
     if prefix is None:
         pytest.skip(reason)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
     try:
-        done = subprocess.run([*prefix, sys.executable, __file__, scenario], capture_output=True, text=True,
-                              timeout=30, env=env, cwd=ROOT)
+        done = subprocess.run([*prefix, sys.executable, script, scenario], capture_output=True, text=True,
+                              timeout=timeout, env=env, cwd=ROOT)
     except subprocess.TimeoutExpired as exc:
         pytest.fail(f"scenario {scenario} hung:\n{exc.stdout}\n{exc.stderr}")
     if done.returncode != 0 or "SCENARIO OK" not in done.stdout:
-        pytest.fail(f"scenario {scenario} failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr[-6000:]}")
+        pytest.fail(f"scenario {scenario} failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr[-8000:]}")
 
 
 @pytest.mark.parametrize("scenario", ["round_trip", "two_advertisers", "spoofs", "stop_unregisters"])

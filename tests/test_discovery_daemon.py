@@ -20,8 +20,6 @@ import functools
 import inspect
 import json
 import logging
-import os
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,7 +30,7 @@ import trio
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # run as a script inside the namespace
 
 from daemon_harness import Cluster, wait_for  # noqa: E402
-from test_discovery import MALLORY, MALLORY_DID, _netns, invite, strings_for  # noqa: E402
+from test_discovery import MALLORY, MALLORY_DID, invite, run_in_netns, strings_for  # noqa: E402
 
 from p2p import daemon  # noqa: E402
 from p2p.agent import open_agent  # noqa: E402
@@ -156,18 +154,7 @@ async def test_an_advertiser_that_fails_is_retried_not_fatal(tmp_path, monkeypat
 
 
 def _run(scenario: str) -> None:
-    """test_discovery.run_in_netns, for this file's scenarios."""
-    prefix, reason = _netns()
-    if prefix is None:
-        pytest.skip(reason)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])))
-    try:
-        done = subprocess.run([*prefix, sys.executable, __file__, scenario], capture_output=True, text=True,
-                              timeout=60, env=env, cwd=ROOT)
-    except subprocess.TimeoutExpired as exc:
-        pytest.fail(f"scenario {scenario} hung:\n{exc.stdout}\n{exc.stderr}")
-    if done.returncode != 0 or "SCENARIO OK" not in done.stdout:
-        pytest.fail(f"scenario {scenario} failed (exit {done.returncode}):\n{done.stdout}\n{done.stderr[-8000:]}")
+    run_in_netns(scenario, script=__file__, timeout=60)
 
 
 @pytest.mark.slow

@@ -7,7 +7,6 @@ no change to a sealed envelope is ever accepted, and that each refusal has its o
 
 from __future__ import annotations
 
-import glob
 import json
 import pathlib
 import sys
