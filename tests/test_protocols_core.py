@@ -162,3 +162,11 @@ def test_dispatch_never_raises_on_peer_input(data):
 def _has_float(v):
     return isinstance(v, float) or (isinstance(v, dict) and any(map(_has_float, v.values()))) or \
         (isinstance(v, list) and any(map(_has_float, v)))
+
+
+def test_new_ids_never_start_like_a_command_line_option():
+    from p2p.core.protocols import new_id
+
+    for first in range(256):  # every possible first byte, including those that encode to "-" or "_"
+        value = new_id(bytes([first]) + bytes(15))
+        assert value[0] not in "-_" and len(value) == 22

@@ -29,7 +29,12 @@ MIN_ID_RANDOM_BYTES = 16
 def new_id(random: bytes) -> str:
     """A message / invitation id from >= 16 fresh random bytes: base64url without
     padding (22 characters for 16 bytes), which fits DIDComm's unreserved URI
-    characters and message.py's id rule."""
+    characters and message.py's id rule.
+
+    The first byte's top bit is cleared so an id never begins with "-" or "_": ids are
+    typed on command lines, where a leading "-" reads as an option. (One bit of the
+    randomness is spent on that.)"""
     if type(random) is not bytes or not MIN_ID_RANDOM_BYTES <= len(random) <= 64:
         raise LocalError(f"an id needs {MIN_ID_RANDOM_BYTES}..64 random bytes")
+    random = bytes([random[0] & 0x7F]) + random[1:]
     return base64.urlsafe_b64encode(random).rstrip(b"=").decode("ascii")
