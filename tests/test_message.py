@@ -390,3 +390,11 @@ def test_field_predicates_equal_their_checkers(value):
         assert m._is_type(value) == (value is not None and accepts(
             lambda: m._text(box, "f", required=True, limit=m.MAX_TYPE_CHARS, pattern=m._TYPE_RE)))
     assert m._is_did(value) == accepts(lambda: m._did(box, "f", value))
+
+
+def test_encode_accepts_an_understood_critical_extension_only_when_told():
+    msg = m.Message(id="a", type=PING, extensions={"x-terms": b"\x01" * 32}, crit=("x-terms",))
+    with pytest.raises(errors.LocalError):
+        m.encode(msg)
+    data = m.encode(msg, understood=frozenset({"x-terms"}))
+    assert m.decode(data, understood=frozenset({"x-terms"})) == msg

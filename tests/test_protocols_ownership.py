@@ -26,7 +26,7 @@ from p2p.core.message import Attachment, Message
 from p2p.core.protocols import connection
 from p2p.core.protocols import ownership as o
 from p2p.core.protocols.ownership import TRANSITIONS, Event, Holding, Record, Registry, SerialRange, State, Update
-from p2p.core.protocols.support import IllegalTransition
+from p2p.core.protocols.errors import IllegalTransition
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 NOW = 1_764_320_000

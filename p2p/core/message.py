@@ -120,10 +120,12 @@ class Message:
         return out
 
 
-def encode(message: Message) -> bytes:
+def encode(message: Message, *, understood: frozenset[str] = frozenset()) -> bytes:
     """Validate `message` as a receiver would, then encode it deterministically.
 
     A message we would reject on receipt is our caller's bug, so it raises LocalError.
+    `understood` names extension fields the sender implements, so they may stand in
+    `crit` (as decode's argument of the same name).
     """
     if _plainly_valid(message):
         # The map to_map() builds (a tuple encodes as the same CBOR array as a list),
@@ -153,7 +155,7 @@ def encode(message: Message) -> bytes:
     else:
         wire = message.to_map()
         try:
-            parse_map(wire)
+            parse_map(wire, understood=understood)
         except InvalidMessage as exc:
             raise LocalError(f"refusing to encode an invalid message: {exc.code}: {exc.detail}") from None
     data = cbor.dumps(wire)

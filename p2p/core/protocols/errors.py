@@ -71,5 +71,13 @@ class UnknownFrameKind(RemoteError):
     code = "unknown-frame-kind"
 
 
+class IllegalTransition(RemoteError):
+    """A peer's message that the ticket's (or ownership record's) state does not allow from that
+    peer's side. The receiver's state is unchanged; the sender withdraws the message."""
+
+    code = "illegal-transition"
+
+
 ALL = (InvalidEndpoint, InvalidInvitation, InvitationExpired, UnknownInvitation, InvitationUsed, BadEndorsement,
-       UnexpectedMessage, RelationshipRevoked, UnsupportedMessageType, MalformedDeliveryFrame, UnknownFrameKind)
+       UnexpectedMessage, RelationshipRevoked, UnsupportedMessageType, MalformedDeliveryFrame, UnknownFrameKind,
+       IllegalTransition)

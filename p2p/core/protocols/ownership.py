@@ -48,7 +48,7 @@ from ..errors import (
 from ..keys import KeyType
 from ..message import DEFAULT_MAX_SKEW, Attachment, Message
 from . import P2P_DOC_URI, _body
-from .support import IllegalTransition
+from .errors import IllegalTransition
 
 PROTOCOL = f"{P2P_DOC_URI}/ownership/1.0"
 ROLES = ("issuer", "owner")

@@ -26,6 +26,7 @@ from .. import message
 from ..errors import BadArgument, InvalidField, LocalError, MissingField, RemoteError, SenderMismatch, StateError
 from ..message import Attachment, Message
 from . import P2P_DOC_URI, _body
+from .errors import IllegalTransition
 
 PROTOCOL = f"{P2P_DOC_URI}/support/1.0"
 ROLES = ("customer", "business")
@@ -47,13 +48,6 @@ MAX_LINKS = 4
 MAX_LINK_CHARS = 2048
 MAX_LINKED_BYTES = 104_857_600  # the `byte_count` a linked attachment may announce
 ATTACHMENT_MESSAGES = frozenset({"open", "reply", "resolve", "reopen"})
-
-
-class IllegalTransition(RemoteError):
-    """A peer's message that the ticket's (or record's) state does not allow from that
-    peer's side. The receiver's state is unchanged; the sender withdraws the message."""
-
-    code = "illegal-transition"
 
 
 class AttachmentTooLarge(RemoteError):

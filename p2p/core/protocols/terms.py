@@ -755,17 +755,8 @@ def bind(msg: Message, agreement_hash: bytes) -> Message:
 
 
 def encode(msg: Message) -> bytes:
-    """message.encode for a message that may carry `x-agreement` in `crit`
-    (message.encode validates without knowing this extension)."""
-    wire = msg.to_map()
-    try:
-        message.parse_map(wire, understood=UNDERSTOOD)
-    except InvalidMessage as exc:
-        raise LocalError(f"refusing to encode an invalid message: {exc.code}: {exc.detail}") from None
-    data = cbor.dumps(wire)
-    if len(data) > message.MAX_MESSAGE_BYTES:
-        raise LocalError(f"message is {len(data)} bytes; the limit is {message.MAX_MESSAGE_BYTES}")
-    return data
+    """message.encode for a message that may carry `x-agreement` in `crit`."""
+    return message.encode(msg, understood=UNDERSTOOD)
 
 
 @dataclass(frozen=True, slots=True)
