@@ -170,3 +170,14 @@ def test_new_ids_never_start_like_a_command_line_option():
     for first in range(256):  # every possible first byte, including those that encode to "-" or "_"
         value = new_id(bytes([first]) + bytes(15))
         assert value[0] not in "-_" and len(value) == 22
+
+
+def test_customer_protocol_codes_use_the_descriptors_their_sections_state():
+    from p2p.core.protocols.problem_report import problem_code
+
+    assert problem_code("unsolicited-notification") == "e.p.req.unsolicited-notification"  # spec/16
+    assert problem_code("rate-limited") == "e.p.req.rate-limited"
+    assert problem_code("agreement-required") == "e.p.req.agreement-required"  # spec/17
+    assert problem_code("agreement-mismatch") == "e.p.trust.agreement-mismatch"
+    assert problem_code("unknown-topic") == "e.p.msg.unknown-topic"
+    assert problem_code("illegal-transition") == "e.p.msg.illegal-transition"  # spec/18

@@ -40,11 +40,12 @@ DESCRIPTORS: dict[str, str] = {
     **dict.fromkeys(("invalid-did", "invalid-endpoint"), "did"),
     **dict.fromkeys(("invalid-key", "malformed-envelope", "unsupported-algorithm", "wrong-recipient",
                      "decryption-failed", "bad-signature"), "trust.crypto"),
-    **dict.fromkeys(("unknown-sender", "sender-mismatch", "bad-endorsement"), "trust"),
+    **dict.fromkeys(("unknown-sender", "sender-mismatch", "bad-endorsement", "agreement-mismatch"), "trust"),
     **dict.fromkeys(("invalid-message", "missing-field", "invalid-field", "unknown-critical-field",
                      "unsupported-message-type", "invalid-invitation"), "msg"),
     **dict.fromkeys(("message-expired", "clock-skew", "invitation-expired"), "req.time"),
-    **dict.fromkeys(("unknown-invitation", "invitation-used", "unexpected-message", "relationship-revoked"), "req"),
+    **dict.fromkeys(("unknown-invitation", "invitation-used", "unexpected-message", "relationship-revoked",
+                     "unsolicited-notification", "rate-limited", "agreement-required"), "req"),
 }
 
 # DIDComm's comment for each descriptor; ours is "<that> (<code>): {1}", fixed per code
