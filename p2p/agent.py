@@ -31,7 +31,7 @@ from p2p.core import envelope, message
 from p2p.core.errors import BadArgument, LocalError, P2PError, RemoteError
 from p2p.core.keys import AgentKeys
 from p2p.core.message import Message
-from p2p.core.protocols import connection, discover, invitation as inv, new_id, problem_report, routing, trust_ping
+from p2p.core.protocols import connection, discover, invitation as inv, new_id, problem_report, routing, terms, trust_ping
 from p2p.core.protocols import delivery as frames
 from p2p.core.protocols.connection import Connection, Role, State
 from p2p.core.protocols.delivery import Deliver, Receipt
@@ -53,7 +53,9 @@ from p2p.store import (
     SQLiteStore,
     UnknownRelationship,
 )
+from p2p.services import Peer, Received
 from p2p.store.keyfile import Sealer
+from p2p import services as service_modules
 
 log = logging.getLogger("p2p.agent")
 
@@ -65,6 +67,9 @@ SEEN_KEEP = 30 * 24 * 3600  # duplicate filter: longer than any sane sender expi
 MAX_LIST = 10_000
 CHECKPOINT_INTERVAL = 0.5  # seconds between WAL checkpoints (worker thread)
 MAX_DISCOVER_S = 30  # a LAN browse window; longer only holds the caller (spec/15 §15.5)
+# Extensions every message is decoded with: `x-agreement` (spec/17 §17.7) may be
+# critical in any message a business sends under an agreement.
+UNDERSTOOD = terms.UNDERSTOOD
 
 
 class Timeout(RemoteError):
@@ -138,14 +143,28 @@ class _Relationship:
     """The protocol side of one relationship: the state machine (with our pairwise
     keys) and what sealing and opening need, computed once."""
 
-    __slots__ = ("id", "conn", "keyring", "pairwise", "label")
+    __slots__ = ("id", "conn", "keyring", "pairwise", "label", "their_agent_did", "muted", "_peer")
 
-    def __init__(self, rel_id: str, conn: Connection, label: str) -> None:
+    def __init__(self, rel_id: str, conn: Connection, label: str, *, their_agent_did: str | None = None,
+                 muted: bool = False) -> None:
         self.id = rel_id
         self.conn = conn
         self.keyring = conn.keyring()
         self.pairwise = conn.pairwise_key()
         self.label = label
+        self.their_agent_did = their_agent_did
+        self.muted = muted
+        self._peer: Peer | None = None
+
+    def peer(self, side: str) -> Peer:
+        """The relationship as the services see it (built once)."""
+        if self._peer is None:
+            conn = self.conn
+            signer = envelope.SigningKey.from_seed(f"{conn.our_did}#{terms.SIGNING_FRAGMENT}",
+                                                   conn.our_keys.signing.seed)
+            self._peer = Peer(self.id, conn.our_did, conn.their_did, self.their_agent_did, side, signer,
+                              conn.their_signing, self.label)
+        return self._peer
 
 
 # --- events ----------------------------------------------------------------------------
@@ -243,7 +262,16 @@ class Agent:
         self._waiters: dict[str, _Waiter] = {}
         self._agent_keyring: envelope.Keyring | None = None
         self._nursery: trio.Nursery | None = None
+        self.role = config.role
         self._load_relationships()
+        # The customer-business protocols (p2p/services): their features are announced
+        # and their messages routed to them; the optional hooks are looked up once.
+        self.services = service_modules.load(self)
+        self.features += tuple(f for s in self.services for f in s.features)
+        self._by_protocol = {message.piuri(s.protocol + "/x")[:3]: s for s in self.services}
+        self._service_cache: dict[str, Any] = {}
+        self._hooks = {name: [getattr(s, name) for s in self.services if hasattr(s, name)]
+                       for name in ("admit", "outbound", "acked", "problem", "activated", "export")}
 
     @classmethod
     def open(cls, config: Config, **kwargs: Any) -> Agent:
@@ -351,7 +379,7 @@ class Agent:
             conn = Connection(Role(r.role), None, state=State.RESPONDED if r.setup else State.ACTIVE, thid=r.thid,
                               our_keys=keys, our_did=r.our_did, our_label=self.config.label, their_did=r.their_did,
                               their_label=r.their_label)
-            self._add_session(_Relationship(r.id, conn, r.label))
+            self._add_session(_Relationship(r.id, conn, r.label, their_agent_did=r.their_agent_did, muted=r.muted))
         # A revoke still queued from a previous run cannot be sent any more: the keys
         # that would open the connection were erased when it was revoked.
         for rid in self.store.relationships_with_pending():
@@ -378,13 +406,18 @@ class Agent:
     # --- sealing --------------------------------------------------------------------------
 
     def _seal(self, rel: _Relationship, msg: Message) -> tuple[bytes, bytes]:
-        plaintext = message.encode(msg)
+        plaintext = message.encode(msg, understood=UNDERSTOOD)
         rnd = os.urandom(28)
         return plaintext, envelope.seal_authcrypt(plaintext, rel.pairwise, iv=rnd[:12], nonce=rnd[12:])
 
     def _queue(self, rel: _Relationship, msgs: list[Message], now: int) -> list[int]:
         """Seal and commit outbound messages (outbox + archive, one transaction)."""
         outgoing, records = [], []
+        hooks = self._hooks["outbound"]
+        if hooks and msgs:
+            peer = rel.peer(self.role)
+            for hook in hooks:
+                msgs = [hook(peer, m) for m in msgs]
         for msg in msgs:
             plaintext, env = self._seal(rel, msg)
             expires = frames.expires_at(msg.created_time or now, msg.expires_time)
@@ -417,7 +450,7 @@ class Agent:
                                                                 "code": exc.code}})
                 continue
             try:
-                msg = message.decode(opened.plaintext, now=now)
+                msg = message.decode(opened.plaintext, now=now, understood=UNDERSTOOD)
             except RemoteError:
                 outcome = routing.dispatch_bytes(opened.plaintext, ctx)
                 replies_only.extend(outcome.replies)
@@ -432,6 +465,7 @@ class Agent:
             rows.append(Incoming(rel.id, sender, msg.id, msg.thread_id, msg.type, b""))
         fresh_items = []
         store = self.store
+        handled: dict[str, Received] = {}  # message id -> what its service did
         with store.atomic():
             fresh = store.record_received_many(rows, now, keep_payload=False)
             records, replies, effects = [], list(replies_only), []
@@ -439,6 +473,11 @@ class Agent:
                 if not new:
                     continue  # a copy of a message already taken: receipt it, nothing else
                 msg, seq, plaintext, outcome, effect = item
+                if self._by_protocol and outcome.events and type(outcome.events[0]) is routing.Delivered:
+                    service = self._service_for(msg.type)
+                    if service is not None:
+                        outcome = self._serve(rel, service, msg, now, handled)
+                        item = (msg, seq, plaintext, outcome, effect)
                 fresh_items.append(item)
                 if not any(type(e) is routing.Rejected for e in outcome.events):
                     records.append(ArchiveRecord(rel.id, "in", msg.id, msg.type, msg.thread_id, plaintext,
@@ -448,6 +487,15 @@ class Agent:
                 if effect is not None:
                     effects.append(effect)
             cursors = store.archive_many(records, now)
+            for tx in handled.values():
+                replies.extend(tx.replies)
+                for other_id, other_msg in tx.sends:
+                    other = self.sessions.by_id.get(other_id)
+                    if other is None or other.revoked:  # revoked meanwhile: nothing to send on
+                        log.info("service.send_dropped", extra={"fields": {"relationship": other_id,
+                                                                            "type": other_msg.type}})
+                        continue
+                    self._queue(other.state, [other_msg], now)
             if replies:
                 self._queue(rel, replies, now)
             for effect in effects:
@@ -458,10 +506,69 @@ class Agent:
         # Committed: now tell the world, in seq order.
         by_id = dict(zip((r.message_id for r in records), cursors))
         for msg, seq, plaintext, outcome, effect in fresh_items:
-            self._after(rel, session, msg, seq, outcome, by_id.get(msg.id), effect)
+            tx = handled.get(msg.id)
+            self._after(rel, session, msg, seq, outcome, by_id.get(msg.id), effect,
+                        alert=not rel.muted and (tx is None or tx.alert))
+            if tx is not None:
+                for event, data in tx.events:
+                    self.hub.publish(event, **data)
+                for other_id, _ in tx.sends:
+                    other = self.sessions.by_id.get(other_id)
+                    if other is not None:
+                        other.wake()
         if replies:
             session.wake()
         return [d.seq for d in delivers]
+
+    # --- the customer-business protocols (p2p/services) -----------------------------------------
+
+    def _service_for(self, type_: str) -> Any:
+        cache = self._service_cache
+        if type_ not in cache:
+            if len(cache) >= 256:  # types are peer-chosen: the cache stays bounded
+                cache.clear()
+            try:
+                cache[type_] = self._by_protocol.get(message.piuri(type_)[:3])
+            except RemoteError:
+                cache[type_] = None
+        return cache[type_]
+
+    def _serve(self, rel: _Relationship, service: Any, msg: Message, now: int,
+               handled: dict[str, Received]) -> routing.Outcome:
+        """One message of a service's protocol, inside the recording transaction. A
+        refusal undoes the service's writes and becomes a problem report."""
+        tx = Received(rel.peer(self.role), msg, now)
+        try:
+            with self.store.savepoint():
+                service.receive(tx.peer, msg, tx)
+        except RemoteError as exc:
+            return self._reject(rel, exc, msg, now)
+        handled[msg.id] = tx
+        return routing.Outcome(events=(routing.Delivered(msg),))
+
+    def peer(self, relationship_id: str) -> Peer:
+        """An active relationship as the services see it (UnknownRelationship,
+        RelationshipRevoked otherwise)."""
+        return self._session(relationship_id).state.peer(self.role)
+
+    def peers(self) -> list[Peer]:
+        """Every active relationship, for a service's broadcasts and lookups."""
+        return [s.state.peer(self.role) for s in self.sessions.by_id.values() if not s.revoked]
+
+    def new_id(self) -> str:
+        return _random_id()
+
+    def agent_signer(self) -> envelope.SigningKey:
+        """The agent DID's #key-1: what a business signs ownership records and updates with."""
+        return envelope.SigningKey.from_seed(f"{self.did}#{terms.SIGNING_FRAGMENT}", self.keys.signing.seed)
+
+    def queue(self, relationship_id: str, msgs: list[Message]) -> list[int]:
+        """Seal and commit messages a service built (joins an enclosing `store.atomic()`)
+        and wake the relationship's sender. Returns their seqs."""
+        session = self._session(relationship_id)
+        seqs = self._queue(session.state, msgs, self.now())
+        session.wake()
+        return seqs
 
     def _context(self, rel: _Relationship, now: int) -> Context:
         state = rel.conn.state
@@ -483,6 +590,8 @@ class Agent:
                     conn.check_inbound(msg, sender_kid=sender_kid)
                 raise UnexpectedMessage(f"a connect {msg.type.rsplit('/', 1)[-1]} on an established relationship")
             conn.check_inbound(msg, sender_kid=sender_kid)
+            for hook in self._hooks["admit"]:  # e.g. a required agreement (spec/17 §17.8)
+                hook(rel.peer(self.role), msg)
         except RemoteError as exc:
             return self._reject(rel, exc, msg, now), None
         # `ctx` is renewed by the caller whenever a reply used its reply id or a
@@ -505,19 +614,20 @@ class Agent:
                                                                 "replied": e.replied}})
 
     def _after(self, rel: _Relationship, session: Session, msg: Message, seq: int, outcome: routing.Outcome,
-               cursor: int | None, effect: tuple | None) -> None:
+               cursor: int | None, effect: tuple | None, *, alert: bool = True) -> None:
         hub = self.hub
         if effect is not None:
             if effect[0] == "complete":
                 log.info("relationship.created", extra={"fields": {"relationship": rel.id, "role": "inviter"}})
                 hub.publish("relationship.created", relationship=self._relationship_dict_safe(rel.id))
+                self._activated(rel)
             elif effect[0] == "revoke":
                 self._revoked(session, by="peer")
         for e in outcome.events:
             kind = type(e)
             if kind is routing.Delivered:
                 if hub.active and cursor:
-                    hub.publish("message.received", message=self._inbound_dict(rel, msg, seq, cursor))
+                    hub.publish("message.received", message=self._inbound_dict(rel, msg, seq, cursor), alert=alert)
             elif kind is routing.PingResponded:
                 self._wake_waiter(e.ping_id, self.clock())
             elif kind is routing.Disclosed:
@@ -527,6 +637,8 @@ class Agent:
                 log.info("problem.received", extra={"fields": {"relationship": rel.id, "code": report.code}})
                 hub.publish("problem.received", relationship=rel.id, code=report.code, pthid=report.pthid,
                             comment=problem_report.render(report))
+                for hook in self._hooks["problem"]:
+                    hook(rel.peer(self.role), report)
                 waiter = self._waiters.get(report.pthid)
                 if waiter is not None:
                     waiter.result = SetupRefused(report.error_code, "the peer answered with a problem report")
@@ -541,7 +653,26 @@ class Agent:
             waiter.result = result
             waiter.event.set()
 
+    def sent(self, session: Session, message_ids: list[str]) -> None:
+        if self.hub.active:
+            for mid in message_ids:
+                self.hub.publish("message.state", id=mid, relationship=session.rel_id, state="sent")
+
+    def _in_flight(self, relationship_id: str, message_id: str) -> bool:
+        session = self.sessions.by_id.get(relationship_id)
+        link = session.link if session is not None else None
+        return link is not None and message_id in link.in_flight.values()
+
+    def _activated(self, rel: _Relationship) -> None:
+        for hook in self._hooks["activated"]:
+            hook(rel.peer(self.role))
+
     def acked(self, session: Session, message_ids: list[str]) -> None:
+        hooks = self._hooks["acked"]
+        if hooks:
+            peer = session.state.peer(self.role)
+            for hook in hooks:
+                hook(peer, message_ids)
         if self.hub.active:
             for mid in message_ids:
                 self.hub.publish("message.state", id=mid, relationship=session.rel_id, state="delivered")
@@ -766,6 +897,7 @@ class Agent:
         log.info("relationship.created", extra={"fields": {"relationship": session.rel_id, "role": "invitee"}})
         result = self._relationship_dict_safe(session.rel_id)
         self.hub.publish("relationship.created", relationship=result)
+        self._activated(rel)
         return result
 
     async def _await_response(self, noise: Any, conn: Connection):
@@ -776,7 +908,7 @@ class Agent:
             if type(frame) is not Deliver:
                 continue  # the receipt of our request
             opened = envelope.open(frame.envelope, conn.keyring())
-            msg = message.decode(opened.plaintext, now=self.now())
+            msg = message.decode(opened.plaintext, now=self.now(), understood=UNDERSTOOD)
             if msg.type == problem_report.PROBLEM_REPORT_TYPE and msg.pthid == conn.thid:
                 report = problem_report.parse(msg)
                 conn.receive_problem(report.pthid)
@@ -798,7 +930,8 @@ class Agent:
                 their_x25519=conn.their_agreement, our_secret=our_secret, now=now,
                 endpoint=conn.their_endpoint.uri if conn.their_endpoint else None, label=label, role="invitee",
                 their_label=conn.their_label, thid=conn.thid, invitation_id=conn.invitation.id,
-                out_seq=1)  # the request travelled as seq 1
+                out_seq=1,  # the request travelled as seq 1
+                their_agent_did=conn.invitation.inviter_did)
             self.store.record_received_many(
                 [Incoming(rel_id, _sender_key(rel_id), response.id, response.thread_id, response.type, b"")], now,
                 keep_payload=False)
@@ -809,7 +942,7 @@ class Agent:
                 ArchiveRecord(rel_id, "in", response.id, response.type, response.thread_id, opened.plaintext,
                               pthid=response.pthid, seq=frame.seq, created_time=response.created_time,
                               expires_time=response.expires_time)], now)
-            rel = _Relationship(rel_id, conn, label)
+            rel = _Relationship(rel_id, conn, label, their_agent_did=conn.invitation.inviter_did)
             self._queue(rel, [complete], now)
         return rel
 
@@ -822,7 +955,8 @@ class Agent:
         return {"id": r.id, "our_did": r.our_did, "their_did": r.their_did, "label": r.label or r.their_label,
                 "their_label": r.their_label, "state": state, "role": r.role, "endpoint": r.endpoint,
                 "created_time": r.created_at, "updated_time": r.updated_at,
-                "outbox_pending": self.store.pending_count(r.id)}
+                "outbox_pending": self.store.pending_count(r.id), "their_agent_did": r.their_agent_did,
+                "muted": r.muted, "require_agreement": r.require_agreement}
 
     def _relationship_dict_safe(self, rel_id: str) -> dict:
         r = self.store.get_relationship(rel_id)
@@ -836,6 +970,34 @@ class Agent:
 
     async def get_relationship(self, relationship_id: str) -> dict:
         return self._relationship_dict_safe(relationship_id)
+
+    async def update_relationship(self, relationship_id: str, **changes: Any) -> dict:
+        """Customer control: `muted` (bool: keep and show the peer's messages, without
+        an alert) and `require_agreement` (bool, or None for the [terms] default:
+        spec/17 §17.8). Other keys are a bad-argument."""
+        unknown = set(changes) - {"muted", "require_agreement"}
+        if unknown:
+            raise BadArgument(f"unknown relationship settings {sorted(unknown)}")
+        if "muted" in changes and type(changes["muted"]) is not bool:
+            raise BadArgument("muted is true or false")
+        if "require_agreement" in changes and changes["require_agreement"] not in (True, False, None):
+            raise BadArgument("require_agreement is true, false or null (the configured default)")
+        if self.store.get_relationship(relationship_id) is None:
+            raise UnknownRelationship(f"no relationship {relationship_id!r}")
+        row = self.store.update_relationship(relationship_id, now=self.now(), **changes)
+        session = self.sessions.by_id.get(relationship_id)
+        if session is not None and "muted" in changes:
+            session.state.muted = row.muted
+        return self._relationship_dict(row)
+
+    async def relationship_record(self, relationship_id: str) -> dict:
+        """Everything the protocols keep about a relationship besides its messages
+        (tickets, ownership records, agreements, notification settings): what an
+        export adds to the message archive."""
+        out = {"relationship": self._relationship_dict_safe(relationship_id)}
+        for hook in self._hooks["export"]:
+            out.update(hook(relationship_id))
+        return jsonable(out)
 
     async def revoke(self, relationship_id: str, *, reason: str | None = None) -> dict:
         row = self.store.get_relationship(relationship_id)
@@ -932,12 +1094,15 @@ class Agent:
         return [jsonable(f.to_map()) for f in features]
 
     def _archived_dict(self, a: ArchivedMessage) -> dict:
-        msg = message.decode(a.plaintext)
+        msg = message.decode(a.plaintext, understood=UNDERSTOOD)
+        state = str(a.state)
+        if state == "queued" and self._in_flight(a.relationship_id, a.message_id):
+            state = "sent"  # on the wire, not receipted yet (the store says queued until then)
         return {"cursor": a.cursor, "id": a.message_id, "relationship": a.relationship_id, "direction": a.direction,
                 "type": a.type, "thid": a.thid, "pthid": a.pthid, "from": msg.frm,
                 "to": list(msg.to) if msg.to is not None else None, "created_time": a.created_time,
                 "expires_time": a.expires_time, "body": jsonable(msg.body),
-                "attachments": [jsonable(x.to_map()) for x in msg.attachments], "state": str(a.state), "seq": a.seq}
+                "attachments": [jsonable(x.to_map()) for x in msg.attachments], "state": state, "seq": a.seq}
 
     def _inbound_dict(self, rel: _Relationship, msg: Message, seq: int, cursor: int) -> dict:
         return {"cursor": cursor, "id": msg.id, "relationship": rel.id, "direction": "in", "type": msg.type,

@@ -77,6 +77,9 @@ class Receiver(Protocol):
     def acked(self, session: Session, message_ids: list[str]) -> None:
         """The peer receipted these outbound messages (already marked in the store)."""
 
+    def sent(self, session: Session, message_ids: list[str]) -> None:
+        """Deliver frames carried these outbound messages (not yet receipted)."""
+
 
 class Link:
     """One established connection carrying one relationship's frames."""
@@ -447,6 +450,7 @@ class Sessions:
                     else:
                         for data in encoded:
                             await served.send(data)
+                    self.receiver.sent(session, [e.message_id for e in entries])
                     continue
             if link.in_flight:
                 deadline = link.last_receipt + RECEIPT_TIMEOUT

@@ -101,6 +101,12 @@ class Config:
     advertise_warning: bool = False  # advertise_host fell back to 127.0.0.1
     discovery: DiscoveryConfig = field(default_factory=lambda: DiscoveryConfig())  # the [discovery] table
     webhooks: tuple[Webhook, ...] = ()  # the [[webhooks]] tables (p2p.webhooks, spec/20)
+    # Which side of the customer-business protocols this agent takes (spec/13):
+    # a customer's agent by default; a business sets role = "business".
+    role: str = "customer"
+    # The [notifications], [terms], [support], [ownership] tables, as read: each
+    # protocol's daemon side (p2p/services/) checks its own at start.
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def db_path(self) -> Path:
@@ -117,8 +123,10 @@ class Config:
 DAEMON_LIMITS = TransportLimits(inflight_messages=256, inflight_bytes=4 << 20)
 
 _TOP_KEYS = {"listen_host", "listen_port", "advertise_host", "advertise_port", "synchronous", "label",
-             "passphrase_file", "log_level", "log_format", "protocols"}
-_TABLES = {"limits", "api", "discovery", "webhooks"}
+             "passphrase_file", "log_level", "log_format", "protocols", "role"}
+SERVICE_TABLES = ("notifications", "terms", "support", "ownership")
+ROLES = ("customer", "business")
+_TABLES = {"limits", "api", "discovery", "webhooks", *SERVICE_TABLES}
 
 
 def _discovery(table: Any) -> DiscoveryConfig:
@@ -218,7 +226,16 @@ def load_config(home: Path | None = None, environ: dict[str, str] | None = None)
     protocols = raw.get("protocols", list(DEFAULT_PROTOCOLS))
     if type(protocols) is not list or not all(type(p) is str and p.count("/") >= 4 for p in protocols):
         raise ConfigError("protocols is a list of protocol URIs such as https://didcomm.org/basicmessage/2.0")
-    return Config(home=home, protocols=tuple(protocols), listen_host=listen_host, listen_port=listen_port, advertise_host=advertise_host,
+    role = raw.get("role", "customer")
+    if role not in ROLES:
+        raise ConfigError(f"role is one of {', '.join(ROLES)}")
+    services = {}
+    for name in SERVICE_TABLES:
+        table = raw.get(name, {})
+        if type(table) is not dict:
+            raise ConfigError(f"[{name}] is a table")
+        services[name] = table
+    return Config(home=home, role=role, services=services, protocols=tuple(protocols), listen_host=listen_host, listen_port=listen_port, advertise_host=advertise_host,
                   advertise_port=advertise_port, synchronous=synchronous, label=label, passphrase=passphrase,
                   limits=limits, log_level=log_level, log_format=log_format, api=dict(raw.get("api", {})),
                   advertise_warning=warn, discovery=_discovery(raw.get("discovery", {})),

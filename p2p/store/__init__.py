@@ -15,7 +15,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Iterable, Protocol, Sequence
+from typing import Any, Iterable, Protocol, Sequence
 
 from p2p.core.errors import LocalError
 
@@ -114,6 +114,10 @@ class Relationship:
     setup: str | None = None  # "responded": an inviter waiting for `complete`; None: set up
     thid: str | None = None  # the connect thread
     invitation_id: str | None = None
+    # schema 4: the customer-business protocols and customer control
+    their_agent_did: str | None = None  # an invitee's view of the inviter's agent DID
+    muted: bool = False
+    require_agreement: bool | None = None  # None: the configured default
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +268,10 @@ class Store(Protocol):
     def close(self) -> None: ...
     def atomic(self) -> "contextlib.AbstractContextManager[None]": ...
     def checkpoint(self) -> tuple[int, int, int]: ...
+    # for the protocol tables' store modules (p2p/store/<protocol>.py)
+    def transaction(self) -> "contextlib.AbstractContextManager[Any]": ...
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]: ...
+    def savepoint(self) -> "contextlib.AbstractContextManager[None]": ...
     def __enter__(self) -> "Store": ...
     def __exit__(self, *exc: object) -> None: ...
 
@@ -282,7 +290,7 @@ class Store(Protocol):
         their_x25519: bytes, our_secret: bytes, now: int,
         endpoint: str | None = None, label: str = "", role: str = "invitee",
         their_label: str = "", setup: str | None = None, thid: str | None = None,
-        invitation_id: str | None = None, out_seq: int = 0,
+        invitation_id: str | None = None, out_seq: int = 0, their_agent_did: str | None = None,
     ) -> Relationship: ...
     def get_relationship(self, id: str) -> Relationship | None: ...
     def relationship_by_our_did(self, our_did: str) -> Relationship | None: ...
@@ -291,7 +299,8 @@ class Store(Protocol):
     def update_relationship(
         self, id: str, *, now: int, endpoint: str | None | _Unchanged = UNCHANGED,
         label: str | _Unchanged = UNCHANGED, their_label: str | _Unchanged = UNCHANGED,
-        setup: str | None | _Unchanged = UNCHANGED,
+        setup: str | None | _Unchanged = UNCHANGED, muted: bool | _Unchanged = UNCHANGED,
+        require_agreement: bool | None | _Unchanged = UNCHANGED,
     ) -> Relationship: ...
     def revoke_relationship(self, id: str, now: int, *, final: Outgoing | None = None) -> list[str]: ...
     def relationship_counts(self) -> dict[str, int]: ...

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 from importlib import resources
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import sqlite_utils
 
@@ -84,7 +84,8 @@ MIGRATIONS = _load_migrations()
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 
 _REL_COLS = ("id, our_did, their_did, their_ed25519, their_x25519, endpoint, label, state, "
-             "our_secret, created_at, updated_at, role, their_label, setup, thid, invitation_id")
+             "our_secret, created_at, updated_at, role, their_label, setup, thid, invitation_id, "
+             "their_agent_did, muted, require_agreement")
 _INV_COLS = "id, kind, blob, state, use_count, created_at, expires_at"
 _OUT_COLS = ("message_id, relationship_id, thread_id, seq, payload, state, attempts, "
              "next_attempt_at, expires_at, created_at, last_error")
@@ -93,7 +94,8 @@ _LIVE = "('queued', 'sent')"  # outbox states that still want delivery
 
 def _relationship(r: tuple) -> Relationship:
     return Relationship(r[0], r[1], r[2], r[3], r[4], r[5], r[6], RelationshipState(r[7]),
-                        r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15])
+                        r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15], r[16], bool(r[17]),
+                        None if r[18] is None else bool(r[18]))
 
 
 def _invitation(r: tuple) -> Invitation:
@@ -309,6 +311,36 @@ class SQLiteStore:
                 self._checkpoint_due = False
                 self._checkpoint()
 
+    # --- for the protocol tables' store modules (p2p/store/<protocol>.py) --------
+
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """A write transaction on the connection (joins an enclosing `atomic()`).
+        Only the store modules of this package use it, each on its own tables."""
+        return self._tx()
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[tuple]:
+        """Rows of one read statement (store modules of this package only)."""
+        with self._lock:
+            return self._conn.execute(sql, args).fetchall()
+
+    @contextlib.contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside `atomic()`: undo the block's writes if it raises, keep the
+        transaction. The daemon runs each protocol handler in one, so a message
+        refused half-way leaves no trace."""
+        with self._lock:
+            if not self._depth:
+                raise StoreError("savepoint() is used inside atomic()")
+            conn = self._conn
+            conn.execute("SAVEPOINT handler")
+            try:
+                yield
+            except BaseException:
+                conn.execute("ROLLBACK TO handler")
+                conn.execute("RELEASE handler")
+                raise
+            conn.execute("RELEASE handler")
+
     def _checkpoint(self) -> None:
         # The WAL may still hold page images from before a revoke (with the key in
         # them); copy them into the file and cut the WAL to zero length. Best effort:
@@ -362,7 +394,7 @@ class SQLiteStore:
         their_x25519: bytes, our_secret: bytes, now: int,
         endpoint: str | None = None, label: str = "", role: str = "invitee",
         their_label: str = "", setup: str | None = None, thid: str | None = None,
-        invitation_id: str | None = None, out_seq: int = 0,
+        invitation_id: str | None = None, out_seq: int = 0, their_agent_did: str | None = None,
     ) -> Relationship:
         """`out_seq`: the last sequence number already used towards the peer (an
         invitee's connect request travels as seq 1 before the relationship exists)."""
@@ -371,11 +403,11 @@ class SQLiteStore:
                 conn.execute(
                     "INSERT INTO relationships (id, our_did, their_did, their_ed25519, their_x25519, "
                     "endpoint, label, state, our_secret, created_at, updated_at, role, their_label, "
-                    "setup, thid, invitation_id, out_seq) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    "setup, thid, invitation_id, out_seq, their_agent_did) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, 'active', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                     (id, our_did, their_did, bytes(their_ed25519), bytes(their_x25519), endpoint,
                      label, bytes(our_secret), now, now, role, their_label, setup, thid, invitation_id,
-                     out_seq),
+                     out_seq, their_agent_did),
                 )
         except sqlite3.IntegrityError as exc:
             raise DuplicateId(f"relationship {id!r} or pairwise DID {our_did!r} exists: {exc}") from None
@@ -415,11 +447,12 @@ class SQLiteStore:
     def update_relationship(
         self, id: str, *, now: int, endpoint: str | None | _Unchanged = UNCHANGED,
         label: str | _Unchanged = UNCHANGED, their_label: str | _Unchanged = UNCHANGED,
-        setup: str | None | _Unchanged = UNCHANGED,
+        setup: str | None | _Unchanged = UNCHANGED, muted: bool | _Unchanged = UNCHANGED,
+        require_agreement: bool | None | _Unchanged = UNCHANGED,
     ) -> Relationship:
         sets, args = ["updated_at = ?"], [now]
         for column, value in (("endpoint", endpoint), ("label", label), ("their_label", their_label),
-                              ("setup", setup)):
+                              ("setup", setup), ("muted", muted), ("require_agreement", require_agreement)):
             if value is not UNCHANGED:
                 sets.append(f"{column} = ?")
                 args.append(value)
