@@ -1,0 +1,7 @@
+"""`python -m p2p.cli`, as the tests and the daemon harness run it."""
+
+import sys
+
+from . import main
+
+sys.exit(main())
