@@ -546,6 +546,13 @@ class Agent:
         handled[msg.id] = tx
         return routing.Outcome(events=(routing.Delivered(msg),))
 
+    def service(self, name: str) -> Any:
+        """The running service of that name (faces call its methods), or LocalError."""
+        for s in self.services:
+            if s.name == name:
+                return s
+        raise LocalError(f"no {name} service in this agent")
+
     def peer(self, relationship_id: str) -> Peer:
         """An active relationship as the services see it (UnknownRelationship,
         RelationshipRevoked otherwise)."""
@@ -658,7 +665,7 @@ class Agent:
             for mid in message_ids:
                 self.hub.publish("message.state", id=mid, relationship=session.rel_id, state="sent")
 
-    def _in_flight(self, relationship_id: str, message_id: str) -> bool:
+    def in_flight(self, relationship_id: str, message_id: str) -> bool:
         session = self.sessions.by_id.get(relationship_id)
         link = session.link if session is not None else None
         return link is not None and message_id in link.in_flight.values()
@@ -1096,7 +1103,7 @@ class Agent:
     def _archived_dict(self, a: ArchivedMessage) -> dict:
         msg = message.decode(a.plaintext, understood=UNDERSTOOD)
         state = str(a.state)
-        if state == "queued" and self._in_flight(a.relationship_id, a.message_id):
+        if state == "queued" and self.in_flight(a.relationship_id, a.message_id):
             state = "sent"  # on the wire, not receipted yet (the store says queued until then)
         return {"cursor": a.cursor, "id": a.message_id, "relationship": a.relationship_id, "direction": a.direction,
                 "type": a.type, "thid": a.thid, "pthid": a.pthid, "from": msg.frm,
