@@ -14,12 +14,13 @@ traceback would tell a local client nothing it can act on.
 from __future__ import annotations
 
 import hmac
+import importlib
 import ipaddress
 import json
-import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import partial
+from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 import trio
@@ -31,85 +32,31 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from p2p.core.errors import BadArgument, LocalError, P2PError, RemoteError
+from p2p.core.errors import BadArgument
 
-from . import openapi
+from . import lan, openapi
+from ._http import (DEFAULT_LIMIT, KINDS, MAX_BATCH, MAX_BODY_BYTES, MAX_LIMIT, MAX_TIMEOUT_S,
+                    PREFIX, STATUS_BY_CODE, ApiError, Handler, add_status_codes, bool_param, check_fields,
+                    endpoint, error_response, int_param, log, query, read_json, route, seconds_param, status_for)
+from .lan import DEFAULT_DISCOVER_S, MAX_DISCOVER_S
 from .token import DEFAULT_HOST, DEFAULT_PORT
+
+__all__ = [  # what other modules import from here; the helpers themselves live in _http
+    "ApiError", "ApiSettings", "DEFAULT_DISCOVER_S", "DEFAULT_LIMIT", "GROUPS", "Handler", "KEEPALIVE_S", "MAX_BATCH",
+    "MAX_BODY_BYTES", "MAX_DISCOVER_S", "MAX_LIMIT", "MAX_TIMEOUT_S", "OPEN_PATHS", "PREFIX", "STATUS_BY_CODE",
+    "bool_param", "check_fields", "check_host", "create_app", "endpoint", "error_response", "group_modules",
+    "int_param", "query", "read_json", "route", "seconds_param", "serve_api", "settings_from_config", "status_for",
+]
 
 if TYPE_CHECKING:  # the Agent is only ever called through its documented methods
     from p2p.agent import Agent
 
-log = logging.getLogger("p2p.api")
+# Route groups: modules (or dotted module names) written as p2p/api/_http.py describes.
+# Their routes follow the built-in ones, in this order, and so do their OpenAPI paths.
+GROUPS: tuple[ModuleType | str, ...] = (lan,)
 
-PREFIX = "/v1"
-MAX_BODY_BYTES = 1 << 20
-MAX_BATCH = 1000
-MAX_LIMIT = 1000
-DEFAULT_LIMIT = 100
-MAX_TIMEOUT_S = 120
-MAX_DISCOVER_S = 30  # GET /v1/discover: a LAN browse window (spec/15 §15.5)
-DEFAULT_DISCOVER_S = 3.0
 KEEPALIVE_S = 15.0
 OPEN_PATHS = frozenset({PREFIX + "/health"})  # everything else needs the token
-
-# Status for an error code the agent raises (spec/14 §14.4). Checked before the family
-# rules below, because the store's UnknownRelationship is a LocalError but means 404.
-STATUS_BY_CODE = {
-    "unknown-relationship": 404,
-    "unknown-message": 404,
-    "unknown-thread": 404,
-    "relationship-revoked": 409,
-    "missing-field": 400,
-    "bad-argument": 400,
-    # An invitation the caller pasted that is past its time is the caller's input, not a
-    # bad gateway, although the invitation parser raises it as a RemoteError.
-    "invitation-expired": 400,
-    "too-large": 413,
-    "unreachable": 504,
-    "timeout": 504,
-    "discovery-unavailable": 503,  # this host cannot browse the LAN (no multicast interface)
-}
-
-
-def status_for(exc: P2PError) -> int:
-    code = exc.code
-    if code in STATUS_BY_CODE:
-        return STATUS_BY_CODE[code]
-    if code.startswith("invalid-"):
-        return 400
-    if code.endswith("-timeout"):  # handshake-timeout, send-timeout, ...
-        return 504
-    if isinstance(exc, RemoteError):
-        return 502
-    if isinstance(exc, LocalError):
-        return 400
-    return 500
-
-
-class ApiError(Exception):
-    """A request the API itself refuses, before any agent call."""
-
-    def __init__(self, status: int, code: str, detail: str) -> None:
-        super().__init__(detail)
-        self.status, self.code, self.detail = status, code, detail
-
-
-def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": code, "detail": detail or code}, status_code=status, headers=headers)
-
-
-# --- request shapes ------------------------------------------------------------------
-# A field spec is {name: (kind, required)}. Kinds are exact JSON types: `type(v) is int`
-# keeps `true` out of integer fields, and a float never passes for an int.
-
-_KINDS: dict[str, Callable[[Any], bool]] = {
-    "string": lambda v: type(v) is str,
-    "boolean": lambda v: type(v) is bool,
-    "integer": lambda v: type(v) is int,
-    "number": lambda v: type(v) in (int, float),
-    "object": lambda v: type(v) is dict,
-    "array": lambda v: type(v) is list,
-}
 
 INVITE_FIELDS = {"multi_use": ("boolean", False), "label": ("string", False), "expires_in": ("integer", False)}
 ACCEPT_FIELDS = {"url": ("string", True), "label": ("string", False), "timeout": ("number", False)}
@@ -121,126 +68,41 @@ MESSAGE_FIELDS = {"type": ("string", True), "body": ("object", True), "thid": ("
 SEND_FIELDS = {"relationship": ("string", True), **MESSAGE_FIELDS}
 BATCH_FIELDS = {"relationship": ("string", True), "messages": ("array", True)}
 
-
-def check_fields(doc: Any, spec: dict[str, tuple[str, bool]], where: str = "body") -> dict[str, Any]:
-    """The fields of `doc` that are set (JSON null counts as absent), shape-checked."""
-    if type(doc) is not dict:
-        raise ApiError(400, "invalid-field", f"{where} must be a JSON object")
-    out = {}
-    for name, value in doc.items():
-        if name not in spec:
-            raise ApiError(400, "invalid-field", f"{where}: unknown field {name!r}")
-        if value is None:
-            continue
-        kind = spec[name][0]
-        if not _KINDS[kind](value):
-            raise ApiError(400, "invalid-field", f"{where}: {name!r} must be a JSON {kind}")
-        out[name] = value
-    for name, (_, required) in spec.items():
-        if required and name not in out:
-            raise ApiError(400, "missing-field", f"{where}: {name!r} is required")
-    if "expires_in" in out and out["expires_in"] <= 0:
-        raise ApiError(400, "invalid-field", f"{where}: 'expires_in' must be a positive number of seconds")
-    if "timeout" in out and not 0 < out["timeout"] <= MAX_TIMEOUT_S:
-        raise ApiError(400, "invalid-field", f"{where}: 'timeout' must be in (0, {MAX_TIMEOUT_S}] seconds")
-    return out
+# The names these helpers had when they were private to this module.
+_KINDS, _query, _bool_param, _int_param, _seconds_param, _endpoint = (KINDS, query, bool_param, int_param,
+                                                                     seconds_param, endpoint)
 
 
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
+def group_modules() -> list[ModuleType]:
+    """GROUPS as modules, each checked for the attributes every group must have."""
+    modules = []
+    for group in GROUPS:
+        module = importlib.import_module(group) if isinstance(group, str) else group
+        missing = [name for name in ("routes", "PATHS") if not hasattr(module, name)]
+        if missing:
+            raise TypeError(f"route group {module.__name__} lacks {', '.join(missing)}")
+        modules.append(module)
+    return modules
 
 
-def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
-    doc = dict(pairs)
-    if len(doc) != len(pairs):
-        raise ValueError("duplicate key in an object")
-    return doc
+def _add_group_status_codes() -> None:
+    for group in group_modules():
+        add_status_codes(getattr(group, "STATUS_BY_CODE", {}), group.__name__)
 
 
-async def read_json(request: Request, *, empty_ok: bool = False) -> Any:
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        raise ApiError(413, "too-large", f"request body is over {MAX_BODY_BYTES} bytes")
-    chunks, size = [], 0
-    async for chunk in request.stream():  # counted as it arrives: a lying length header buys nothing
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise ApiError(413, "too-large", f"request body is over {MAX_BODY_BYTES} bytes")
-        chunks.append(chunk)
-    raw = b"".join(chunks)
-    if not raw.strip():
-        if empty_ok:
-            return {}
-        raise ApiError(400, "malformed-json", "request body is empty; a JSON object is required")
-    try:
-        return json.loads(raw, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
-    except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
-        raise ApiError(400, "malformed-json", f"request body is not JSON: {exc}") from None
+_add_group_status_codes()  # at import, so status_for knows every group's codes; again (idempotent) per app
 
 
-def _query(request: Request, allowed: set[str]) -> dict[str, str]:
-    out = {}
-    for name, value in request.query_params.multi_items():
-        if name not in allowed:
-            raise ApiError(400, "invalid-field", f"unknown query parameter {name!r}")
-        if name in out:
-            raise ApiError(400, "invalid-field", f"query parameter {name!r} given twice")
-        out[name] = value
-    return out
-
-
-def _bool_param(query: dict[str, str], name: str) -> bool:
-    value = query.get(name, "false")
-    if value not in ("true", "false"):
-        raise ApiError(400, "invalid-field", f"query parameter {name!r} must be 'true' or 'false'")
-    return value == "true"
-
-
-def _int_param(query: dict[str, str], name: str, *, low: int, high: int | None = None) -> int | None:
-    if name not in query:
-        return None
-    value = query[name]
-    if not value.isdigit() or len(value) > 19 or int(value) < low or (high is not None and int(value) > high):
-        bound = f"[{low}, {high}]" if high is not None else f">= {low}"
-        raise ApiError(400, "invalid-field", f"query parameter {name!r} must be an integer {bound}")
-    return int(value)
-
-
-def _seconds_param(query: dict[str, str], name: str, *, default: float, high: float) -> float:
-    """A decimal number of seconds in (0, high]: `3`, `0.5`; no exponent, sign or inf."""
-    if name not in query:
-        return default
-    value = query[name]
-    whole, dot, frac = value.partition(".")
-    digits = whole + frac
-    if (not whole or (dot and not frac) or not digits.isascii() or not digits.isdigit() or len(value) > 12
-            or not 0 < float(value) <= high):
-        raise ApiError(400, "invalid-field", f"query parameter {name!r} must be a number of seconds in (0, {high:g}]")
-    return int(value) if not dot else float(value)
-
-
-# --- the application -------------------------------------------------------------------
-
-Handler = Callable[[Request], Awaitable[Response]]
-
-
-def _endpoint(fn: Handler) -> Handler:
-    async def handle(request: Request) -> Response:
-        try:
-            return await fn(request)
-        except ApiError as exc:
-            return error_response(exc.status, exc.code, exc.detail)
-        except P2PError as exc:
-            status = status_for(exc)
-            if status >= 500:
-                log.warning("%s %s: %s: %s", request.method, request.url.path, exc.code, exc.detail)
-            return error_response(status, exc.code, exc.detail)
-        except Exception as exc:  # noqa: BLE001 - the catch-all the contract promises
-            log.error("%s %s failed: %s: %r", request.method, request.url.path, type(exc).__name__, str(exc))
-            return error_response(500, "internal-error", "the agent failed; see the daemon log")
-
-    handle.__name__ = fn.__name__
-    return handle
+def _refuse_shadowed(routes: list[Route]) -> None:
+    """Starlette takes the first route that matches, so a group's GET /v1/messages/summary
+    after the built-in GET /v1/messages/{id} would never be reached: refuse that (and any
+    route defined twice) when the app is built rather than let it fail one request later."""
+    for i, later in enumerate(routes):
+        methods = (later.methods or set()) - {"HEAD"}
+        for earlier in routes[:i]:
+            if methods & (earlier.methods or set()) and earlier.path_regex.match(later.path):
+                raise ValueError(f"route {'/'.join(sorted(methods))} {later.path} is shadowed by "
+                                 f"{earlier.path}, defined before it")
 
 
 class EventStream:
@@ -337,7 +199,7 @@ def create_app(agent: Agent, *, token: str, keepalive: float = KEEPALIVE_S) -> A
         return JSONResponse(await agent.create_invitation(**args), status_code=201)
 
     async def list_invitations(request: Request) -> Response:
-        _query(request, set())
+        query(request, set())
         return JSONResponse({"invitations": await agent.list_invitations()})
 
     async def accept_invitation(request: Request) -> Response:
@@ -345,8 +207,8 @@ def create_app(agent: Agent, *, token: str, keepalive: float = KEEPALIVE_S) -> A
         return JSONResponse(await agent.accept_invitation(args.pop("url"), **args), status_code=201)
 
     async def list_relationships(request: Request) -> Response:
-        query = _query(request, {"state"})
-        return JSONResponse({"relationships": await agent.list_relationships(state=query.get("state"))})
+        params = query(request, {"state"})
+        return JSONResponse({"relationships": await agent.list_relationships(state=params.get("state"))})
 
     async def get_relationship(request: Request) -> Response:
         return JSONResponse(await agent.get_relationship(request.path_params["id"]))
@@ -363,11 +225,6 @@ def create_app(agent: Agent, *, token: str, keepalive: float = KEEPALIVE_S) -> A
         args = check_fields(await read_json(request, empty_ok=True), DISCOVER_FIELDS)
         return JSONResponse({"features": await agent.discover(request.path_params["id"], **args)})
 
-    async def discover_nearby(request: Request) -> Response:
-        query = _query(request, {"timeout"})
-        timeout = _seconds_param(query, "timeout", default=DEFAULT_DISCOVER_S, high=MAX_DISCOVER_S)
-        return JSONResponse(await agent.discover_nearby(timeout))
-
     async def send_messages(request: Request) -> Response:
         doc = await read_json(request)
         if type(doc) is dict and "messages" in doc:
@@ -381,37 +238,34 @@ def create_app(agent: Agent, *, token: str, keepalive: float = KEEPALIVE_S) -> A
         return JSONResponse(await agent.send(args.pop("relationship"), **args), status_code=201)
 
     async def list_messages(request: Request) -> Response:
-        query = _query(request, {"relationship", "thid", "direction", "type", "after", "limit", "protocol"})
-        if query.get("direction") not in (None, "in", "out"):
+        params = query(request, {"relationship", "thid", "direction", "type", "after", "limit", "protocol"})
+        if params.get("direction") not in (None, "in", "out"):
             raise ApiError(400, "invalid-field", "query parameter 'direction' must be 'in' or 'out'")
-        after = _int_param(query, "after", low=0)
-        limit = _int_param(query, "limit", low=1, high=MAX_LIMIT) or DEFAULT_LIMIT
-        include_protocol = _bool_param(query, "protocol")
+        after = int_param(params, "after", low=0)
+        limit = int_param(params, "limit", low=1, high=MAX_LIMIT) or DEFAULT_LIMIT
+        include_protocol = bool_param(params, "protocol")
         # One extra row tells whether another page exists without a count query.
-        found = await agent.messages(relationship=query.get("relationship"), thid=query.get("thid"),
-                                     direction=query.get("direction"), type=query.get("type"), after=after,
+        found = await agent.messages(relationship=params.get("relationship"), thid=params.get("thid"),
+                                     direction=params.get("direction"), type=params.get("type"), after=after,
                                      limit=limit + 1, include_protocol=include_protocol)
         page = found[:limit]
         more = len(found) > limit
         return JSONResponse({"messages": page, "next_after": page[-1]["cursor"] if more else None})
 
     async def get_message(request: Request) -> Response:
-        query = _query(request, {"relationship"})
-        return JSONResponse(await agent.get_message(request.path_params["id"], relationship=query.get("relationship")))
+        params = query(request, {"relationship"})
+        return JSONResponse(await agent.get_message(request.path_params["id"], relationship=params.get("relationship")))
 
     async def thread(request: Request) -> Response:
         thid = request.path_params["thid"]
-        include_protocol = _bool_param(_query(request, {"protocol"}), "protocol")
+        include_protocol = bool_param(query(request, {"protocol"}), "protocol")
         # The agent raises unknown-thread (404) for a thread with no message at all.
         found = await agent.thread(thid, include_protocol=include_protocol)
         return JSONResponse({"thid": thid, "messages": found})
 
     async def events(request: Request) -> Any:
-        _query(request, set())
+        query(request, set())
         return EventStream(agent, keepalive)
-
-    def route(path: str, fn: Handler, method: str) -> Route:
-        return Route(PREFIX + path, _endpoint(fn), methods=[method])
 
     routes = [
         route("/health", health, "GET"),
@@ -425,13 +279,16 @@ def create_app(agent: Agent, *, token: str, keepalive: float = KEEPALIVE_S) -> A
         route("/relationships/{id}/revoke", revoke, "POST"),
         route("/relationships/{id}/ping", ping, "POST"),
         route("/relationships/{id}/discover", discover, "POST"),
-        route("/discover", discover_nearby, "GET"),
         route("/messages", send_messages, "POST"),
         route("/messages", list_messages, "GET"),
         route("/messages/{id}", get_message, "GET"),
         route("/threads/{thid}", thread, "GET"),
         route("/events", events, "GET"),
     ]
+    _add_group_status_codes()
+    for group in group_modules():
+        routes.extend(group.routes(agent))
+    _refuse_shadowed(routes)
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
