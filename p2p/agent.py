@@ -114,6 +114,12 @@ def _exclusions(include_protocol: bool, type: str | None = None) -> tuple[str, .
     return () if include_protocol or type is not None else CORE_TYPE_PREFIXES
 
 
+def _agreement_of(msg: Message) -> str | None:
+    """The `x-agreement` hash a message was sent under (spec/17 §17.7), as hex."""
+    value = msg.extensions.get(terms.X_AGREEMENT) if msg.extensions else None
+    return value.hex() if type(value) is bytes else None
+
+
 def _random_id() -> str:
     return new_id(os.urandom(16))
 
@@ -271,7 +277,8 @@ class Agent:
         self._by_protocol = {message.piuri(s.protocol + "/x")[:3]: s for s in self.services}
         self._service_cache: dict[str, Any] = {}
         self._hooks = {name: [getattr(s, name) for s in self.services if hasattr(s, name)]
-                       for name in ("admit", "outbound", "acked", "problem", "activated", "export")}
+                       for name in ("admit", "outbound", "acked", "problem", "activated", "export",
+                                    "relationship_updated")}
 
     @classmethod
     def open(cls, config: Config, **kwargs: Any) -> Agent:
@@ -466,6 +473,7 @@ class Agent:
         fresh_items = []
         store = self.store
         handled: dict[str, Received] = {}  # message id -> what its service did
+        admit = self._hooks["admit"]
         with store.atomic():
             fresh = store.record_received_many(rows, now, keep_payload=False)
             records, replies, effects = [], list(replies_only), []
@@ -473,6 +481,11 @@ class Agent:
                 if not new:
                     continue  # a copy of a message already taken: receipt it, nothing else
                 msg, seq, plaintext, outcome, effect = item
+                if admit and effect is None and not any(type(e) is routing.Rejected for e in outcome.events):
+                    # In order, inside the transaction: an earlier message of the batch
+                    # (an agreement's accept) is in force for the later ones.
+                    outcome = self._admit(rel, admit, msg, now, outcome)
+                    item = (msg, seq, plaintext, outcome, effect)
                 if self._by_protocol and outcome.events and type(outcome.events[0]) is routing.Delivered:
                     service = self._service_for(msg.type)
                     if service is not None:
@@ -532,6 +545,20 @@ class Agent:
             except RemoteError:
                 cache[type_] = None
         return cache[type_]
+
+    def _admit(self, rel: _Relationship, hooks: list, msg: Message, now: int,
+               outcome: routing.Outcome) -> routing.Outcome:
+        """The services' admission checks (e.g. a required agreement, spec/17 §17.8) on
+        every message but connect/1.0's: a refusal drops the dispatch's replies too."""
+        if msg.type in connection.MESSAGE_TYPES:
+            return outcome
+        try:
+            peer = rel.peer(self.role)
+            for hook in hooks:
+                hook(peer, msg)
+        except RemoteError as exc:
+            return self._reject(rel, exc, msg, now)
+        return outcome
 
     def _serve(self, rel: _Relationship, service: Any, msg: Message, now: int,
                handled: dict[str, Received]) -> routing.Outcome:
@@ -597,8 +624,6 @@ class Agent:
                     conn.check_inbound(msg, sender_kid=sender_kid)
                 raise UnexpectedMessage(f"a connect {msg.type.rsplit('/', 1)[-1]} on an established relationship")
             conn.check_inbound(msg, sender_kid=sender_kid)
-            for hook in self._hooks["admit"]:  # e.g. a required agreement (spec/17 §17.8)
-                hook(rel.peer(self.role), msg)
         except RemoteError as exc:
             return self._reject(rel, exc, msg, now), None
         # `ctx` is renewed by the caller whenever a reply used its reply id or a
@@ -987,7 +1012,7 @@ class Agent:
             raise BadArgument(f"unknown relationship settings {sorted(unknown)}")
         if "muted" in changes and type(changes["muted"]) is not bool:
             raise BadArgument("muted is true or false")
-        if "require_agreement" in changes and changes["require_agreement"] not in (True, False, None):
+        if "require_agreement" in changes and type(changes["require_agreement"]) not in (bool, type(None)):
             raise BadArgument("require_agreement is true, false or null (the configured default)")
         if self.store.get_relationship(relationship_id) is None:
             raise UnknownRelationship(f"no relationship {relationship_id!r}")
@@ -995,6 +1020,8 @@ class Agent:
         session = self.sessions.by_id.get(relationship_id)
         if session is not None and "muted" in changes:
             session.state.muted = row.muted
+        for hook in self._hooks["relationship_updated"]:
+            hook(relationship_id, row)
         return self._relationship_dict(row)
 
     async def relationship_record(self, relationship_id: str) -> dict:
@@ -1109,14 +1136,16 @@ class Agent:
                 "type": a.type, "thid": a.thid, "pthid": a.pthid, "from": msg.frm,
                 "to": list(msg.to) if msg.to is not None else None, "created_time": a.created_time,
                 "expires_time": a.expires_time, "body": jsonable(msg.body),
-                "attachments": [jsonable(x.to_map()) for x in msg.attachments], "state": state, "seq": a.seq}
+                "attachments": [jsonable(x.to_map()) for x in msg.attachments], "state": state, "seq": a.seq,
+                "agreement": _agreement_of(msg)}
 
     def _inbound_dict(self, rel: _Relationship, msg: Message, seq: int, cursor: int) -> dict:
         return {"cursor": cursor, "id": msg.id, "relationship": rel.id, "direction": "in", "type": msg.type,
                 "thid": msg.thread_id, "pthid": msg.pthid, "from": msg.frm,
                 "to": list(msg.to) if msg.to is not None else None, "created_time": msg.created_time,
                 "expires_time": msg.expires_time, "body": jsonable(msg.body),
-                "attachments": [jsonable(x.to_map()) for x in msg.attachments], "state": "received", "seq": seq}
+                "attachments": [jsonable(x.to_map()) for x in msg.attachments], "state": "received", "seq": seq,
+                "agreement": _agreement_of(msg)}
 
     async def messages(self, *, relationship: str | None = None, thid: str | None = None,
                        direction: str | None = None, type: str | None = None, after: int | None = None,

@@ -215,6 +215,32 @@ class Api:
             conn.close()
 
 
+# --- config.toml -----------------------------------------------------------------------
+
+_BARE_KEY = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+
+
+def toml_key(key: str) -> str:
+    return key if key and set(key) <= _BARE_KEY else json.dumps(key)
+
+
+def toml_value(value: Any) -> str:
+    """A TOML value: a JSON string is a valid TOML basic string; lists become arrays and
+    dicts inline tables (so a list of dicts is an array of tables), None is left out."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str):
+        # Not ensure_ascii: TOML has no surrogate-pair escapes for characters beyond the BMP.
+        return json.dumps(value, ensure_ascii=False).replace("\x7f", "\\u007f")
+    if isinstance(value, (int, float)):
+        return json.dumps(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{toml_key(k)} = {toml_value(v)}" for k, v in value.items() if v is not None) + "}"
+    raise TypeError(f"no TOML form for {type(value).__name__}")
+
+
 # --- one daemon ------------------------------------------------------------------------
 
 
@@ -252,11 +278,10 @@ class Daemon:
                 tables.setdefault(key, {}).update(value)
             else:
                 top[key] = value
-        # JSON scalars and strings are valid TOML values.
-        lines = [f"{k} = {json.dumps(v)}" for k, v in top.items()]
+        lines = [f"{toml_key(k)} = {toml_value(v)}" for k, v in top.items() if v is not None]
         for table, values in tables.items():
-            lines.append(f"[{table}]")
-            lines.extend(f"{k} = {json.dumps(v)}" for k, v in values.items())
+            lines.append(f"[{toml_key(table)}]")
+            lines.extend(f"{toml_key(k)} = {toml_value(v)}" for k, v in values.items() if v is not None)
         (self.home / "config.toml").write_text("\n".join(lines) + "\n")
 
     def run_cli(self, *args: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:

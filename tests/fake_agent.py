@@ -200,6 +200,18 @@ class FakeAgent:
             raise RelationshipRevoked(f"relationship {relationship_id} is revoked")
         return rel
 
+    async def relationship_record(self, relationship_id: str) -> dict:
+        self._enter("relationship_record", relationship_id=relationship_id)
+        rel = await self.get_relationship(relationship_id)
+        return {"relationship": rel, "tickets": [{"id": "t-" + relationship_id[-4:], "state": "open"}],
+                "agreements": [], "ownership": [], "notifications": {}}
+
+    async def update_relationship(self, relationship_id: str, **changes) -> dict:
+        self._enter("update_relationship", relationship_id=relationship_id, **changes)
+        rel = await self.get_relationship(relationship_id)
+        rel.update(changes)
+        return rel
+
     async def revoke(self, relationship_id: str, *, reason: str | None = None) -> dict:
         self._enter("revoke", relationship_id=relationship_id, reason=reason)
         rel = self._active(relationship_id)

@@ -376,7 +376,7 @@ async def test_unexpected_failure_is_a_json_500_and_one_log_line(api, caplog):
     (UnknownRelationship("x"), 404), (RelationshipRevoked("x"), 409), (InvalidInvitation("x"), 400),
     (errors.MissingField("x"), 400), (errors.BadArgument("x"), 400), (errors.InvalidDID("x"), 400),
     (Unreachable("x"), 504), (HandshakeTimeout("x"), 504), (InvitationUsed("x"), 502),
-    (errors.DecryptionFailed("x"), 502), (errors.StateError("x"), 400), (errors.TooLarge("x"), 413),
+    (errors.DecryptionFailed("x"), 502), (errors.StateError("x"), 409), (errors.TooLarge("x"), 413),
     (errors.P2PError("x"), 500),
 ])
 async def test_agent_errors_map_to_statuses(api, exc, status):

@@ -289,6 +289,9 @@ def test_export(fresh, tmp_path):
     by_id = {r["relationship"]["id"]: r for r in everything["relationships"]}
     assert set(by_id) == {ALICE, BOB}
     assert [m["body"]["content"] for m in by_id[ALICE]["messages"]] == ["hello from alice", "hi alice", "second message"]
+    # each relationship's record (tickets, records, agreements, notification settings) is in it
+    assert by_id[ALICE]["tickets"] == [{"id": "t-" + ALICE[-4:], "state": "open"}]
+    assert by_id[BOB]["agreements"] == [] and by_id[BOB]["ownership"] == []
 
     out = ok(p2p(fresh.home, "export", "alice", "-o", str(tmp_path / "alice.json")))
     assert out == f"exported 1 connection(s) and 3 message(s) to {tmp_path / 'alice.json'}\n"
@@ -301,6 +304,13 @@ def test_export(fresh, tmp_path):
     decoded = cbor.loads((tmp_path / "all.cbor").read_bytes(), max_size=1 << 24)
     assert decoded["relationships"] == everything["relationships"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["alice.json", "all.cbor"]  # no temporary files
+
+
+def test_mute_and_unmute(fresh):
+    out = ok(p2p(fresh.home, "mute", "alice"))
+    assert out.startswith("muted alice") and "without alerts" in out
+    assert json.loads(ok(p2p(fresh.home, "connections", "--json")))[0]["muted"] is True
+    assert json.loads(ok(p2p(fresh.home, "unmute", "alice", "--json")))["muted"] is False
 
 
 def _closed_port() -> int:

@@ -42,6 +42,9 @@ STATUS_BY_CODE: dict[str, int] = {
     "unknown-relationship": 404,
     "unknown-message": 404,
     "unknown-thread": 404,
+    # A local action the protocol's state does not allow now (a ticket, an agreement, a
+    # record): the request is well-formed but conflicts with the current state.
+    "state-error": 409,
     "relationship-revoked": 409,
     "missing-field": 400,
     "bad-argument": 400,

@@ -77,7 +77,14 @@ SCHEMAS: dict[str, Any] = {
         "their_label": {"type": ["string", "null"], "description": "the name the peer presented (connect/1.0)"},
         "state": STR, "role": {"enum": ["inviter", "invitee"]}, "endpoint": opt("string"),
         "created_time": INT, "updated_time": INT, "outbox_pending": INT,
+        "their_agent_did": {"type": ["string", "null"], "description": "the inviter's agent DID, where we were "
+                                                                       "the invitee (spec/19 §19.2)"},
+        "muted": {"type": "boolean", "description": "its messages are kept and shown without an alert"},
+        "require_agreement": {"type": ["boolean", "null"],
+                              "description": "spec/17 §17.8 on this relationship; null: the [terms] default"},
     }, ("id", "state")),
+    "RelationshipSettings": obj({"muted": BOOL, "require_agreement": opt("boolean")}, extra=False),
+    "RelationshipRecord": obj({"relationship": ref("Relationship")}, ("relationship",)),
     "RevokeRequest": obj({"reason": opt("string")}, extra=False),
     "PingRequest": obj({"timeout": TIMEOUT}, extra=False),
     "Pong": obj({"rtt_ms": {"type": "number"}}, ("rtt_ms",)),
@@ -92,6 +99,8 @@ SCHEMAS: dict[str, Any] = {
         "created_time": opt("integer"), "expires_time": opt("integer"), "body": {"type": "object"},
         "attachments": {}, "seq": opt("integer"),
         "state": {"enum": ["queued", "sent", "delivered", "failed", "expired", "received"]},
+        "agreement": {"type": ["string", "null"],
+                      "description": "hex of the x-agreement hash the message was sent under (spec/17 §17.7)"},
     }, ("id", "direction", "type", "state")),
     "OutgoingMessage": obj({
         "type": STR, "body": {"type": "object"}, "thid": opt("string"), "pthid": opt("string"),
@@ -220,8 +229,15 @@ def build() -> dict:
         "/v1/relationships": {"get": op(
             "list relationships", "listRelationships", 200, list_of("relationships", "Relationship"),
             params=[query_param("state", STR, "only relationships in this state (active, revoked)")])},
-        "/v1/relationships/{id}": {"get": op("one relationship", "getRelationship", 200, ref("Relationship"),
-                                              params=rid, errors=(404,))},
+        "/v1/relationships/{id}": {
+            "get": op("one relationship", "getRelationship", 200, ref("Relationship"), params=rid, errors=(404,)),
+            "patch": op("customer control: mute it, or require an agreement on it", "updateRelationship", 200,
+                        ref("Relationship"), params=rid, body="RelationshipSettings", errors=(404,)),
+        },
+        "/v1/relationships/{id}/record": {"get": op(
+            "what the protocols keep about it besides messages (tickets, ownership records, agreements, "
+            "notification settings): an export's per-relationship part", "getRelationshipRecord", 200,
+            ref("RelationshipRecord"), params=rid, errors=(404,))},
         "/v1/relationships/{id}/revoke": {"post": op(
             "revoke a relationship (terminal)", "revokeRelationship", 200, ref("Relationship"), params=rid,
             body="RevokeRequest", body_optional=True, errors=(404, 409, 413))},

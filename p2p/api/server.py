@@ -53,7 +53,8 @@ if TYPE_CHECKING:  # the Agent is only ever called through its documented method
 
 # Route groups: modules (or dotted module names) written as p2p/api/_http.py describes.
 # Their routes follow the built-in ones, in this order, and so do their OpenAPI paths.
-GROUPS: tuple[ModuleType | str, ...] = (lan,)
+GROUPS: tuple[ModuleType | str, ...] = (lan, "p2p.api.support", "p2p.api.notifications", "p2p.api.terms",
+                                         "p2p.api.ownership")
 
 KEEPALIVE_S = 15.0
 OPEN_PATHS = frozenset({PREFIX + "/health"})  # everything else needs the token
@@ -61,6 +62,7 @@ OPEN_PATHS = frozenset({PREFIX + "/health"})  # everything else needs the token
 INVITE_FIELDS = {"multi_use": ("boolean", False), "label": ("string", False), "expires_in": ("integer", False)}
 ACCEPT_FIELDS = {"url": ("string", True), "label": ("string", False), "timeout": ("number", False)}
 REVOKE_FIELDS = {"reason": ("string", False)}
+SETTINGS_FIELDS = {"muted": ("boolean", False), "require_agreement": ("boolean", False)}
 PING_FIELDS = {"timeout": ("number", False)}
 DISCOVER_FIELDS = {"match": ("string", False), "timeout": ("number", False)}
 MESSAGE_FIELDS = {"type": ("string", True), "body": ("object", True), "thid": ("string", False),
@@ -213,6 +215,18 @@ def create_app(agent: Agent, *, token: str, keepalive: float = KEEPALIVE_S) -> A
     async def get_relationship(request: Request) -> Response:
         return JSONResponse(await agent.get_relationship(request.path_params["id"]))
 
+    async def update_relationship(request: Request) -> Response:
+        doc = await read_json(request)
+        args = check_fields(doc, SETTINGS_FIELDS)
+        # Only the keys sent change: `"require_agreement": null` means "the default".
+        changes = {k: args.get(k) for k in doc if k in SETTINGS_FIELDS}
+        if not changes:
+            raise ApiError(400, "missing-field", "send muted and/or require_agreement")
+        return JSONResponse(await agent.update_relationship(request.path_params["id"], **changes))
+
+    async def relationship_record(request: Request) -> Response:
+        return JSONResponse(await agent.relationship_record(request.path_params["id"]))
+
     async def revoke(request: Request) -> Response:
         args = check_fields(await read_json(request, empty_ok=True), REVOKE_FIELDS)
         return JSONResponse(await agent.revoke(request.path_params["id"], **args))
@@ -276,6 +290,8 @@ def create_app(agent: Agent, *, token: str, keepalive: float = KEEPALIVE_S) -> A
         route("/invitations/accept", accept_invitation, "POST"),
         route("/relationships", list_relationships, "GET"),
         route("/relationships/{id}", get_relationship, "GET"),
+        route("/relationships/{id}", update_relationship, "PATCH"),
+        route("/relationships/{id}/record", relationship_record, "GET"),
         route("/relationships/{id}/revoke", revoke, "POST"),
         route("/relationships/{id}/ping", ping, "POST"),
         route("/relationships/{id}/discover", discover, "POST"),

@@ -12,7 +12,7 @@ import sys
 
 from .. import __version__
 from ..core.errors import P2PError
-from . import connections, daemon, decode, messages, peers, records
+from . import connections, daemon, decode, messages, peers, records, support, notifications, terms, ownership
 from ._common import command_adder
 
 GROUPS = (
@@ -21,7 +21,11 @@ GROUPS = (
     messages,     # send, inbox, thread
     peers,        # ping, features, revoke
     records,      # export, events
+    support,      # tickets
     daemon,       # init, daemon
+    notifications,  # notifications topics|send|broadcast|subscribe|...
+    terms,        # terms roster|proffer|list|show|accept|reject|withdraw
+    ownership,    # ownership issue|list|show|update|transfer|present|revoke|...
 )
 
 

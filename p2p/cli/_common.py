@@ -93,9 +93,14 @@ def _client_command(fn: Callable[[Any, argparse.Namespace], int | None]) -> Call
             return status
         except KeyboardInterrupt:
             return 130
-        except BrokenPipeError:  # `p2p export | head`: the reader left; say nothing more
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-            return 141
+        except BrokenPipeError as exc:
+            try:  # the daemon's socket, not our stdout? then it is an error like any other
+                sys.stdout.flush()
+            except BrokenPipeError:  # `p2p export | head`: the reader left; say nothing more
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+                return 141
+            print(f"p2p: connection-lost: {exc.strerror or exc}", file=sys.stderr)
+            return EXIT_ERROR
 
     return run
 

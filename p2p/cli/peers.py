@@ -1,5 +1,5 @@
 """Commands aimed at the peer of one existing connection: `p2p ping`, `features`
-(discover-features) and `revoke`."""
+(discover-features), `mute` / `unmute` and `revoke`."""
 
 from __future__ import annotations
 
@@ -45,6 +45,19 @@ def cmd_revoke(client: Any, args: argparse.Namespace) -> None:
     print(f"revoked {_name(rel)} ({rel['id']})")
 
 
+@_client_command
+def cmd_mute(client: Any, args: argparse.Namespace) -> None:
+    rel = resolve_connection(client, args.connection)
+    muted = args.command == "mute"
+    rel = client.request("PATCH", f"/relationships/{rel['id']}", body={"muted": muted})
+    if args.json:
+        return _print_json(rel)
+    if muted:
+        print(f"muted {_name(rel)}: its messages are kept and shown, without alerts")
+    else:
+        print(f"unmuted {_name(rel)}")
+
+
 def add_commands(command: Command) -> None:
     p = command("ping", cmd_ping, "trust-ping a connection and show the round trip")
     p.add_argument("connection")
@@ -53,6 +66,10 @@ def add_commands(command: Command) -> None:
     p.add_argument("connection")
     p.add_argument("--match", default="*", help="a feature id pattern, * as wildcard (default *)")
     p.add_argument("--timeout", type=float, default=10)
+    p = command("mute", cmd_mute, "keep a connection's messages but without alerts (customer control)")
+    p.add_argument("connection")
+    p = command("unmute", cmd_mute, "alert again on a muted connection's messages")
+    p.add_argument("connection")
     p = command("revoke", cmd_revoke, "revoke a connection for good")
     p.add_argument("connection")
     p.add_argument("--reason")

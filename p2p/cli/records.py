@@ -47,7 +47,10 @@ def cmd_export(client: Any, args: argparse.Namespace) -> None:
                 print(f"\rexporting {_name(rel)}: {len(messages)} messages", end="", file=sys.stderr, flush=True)
         if progress:
             print(f"\rexporting {_name(rel)}: {len(messages)} messages", file=sys.stderr)
-        records.append({"relationship": rel, "messages": messages})
+        # Tickets, ownership records, agreements and notification settings: what the
+        # protocols keep besides the messages (GET /v1/relationships/{id}/record).
+        record = client.request("GET", f"/relationships/{rel['id']}/record")
+        records.append({**record, "relationship": record.get("relationship", rel), "messages": messages})
         total += len(messages)
     doc = {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "exported_time": int(time.time()),
            "agent": {"did": client.status()["did"]}, "relationships": records}

@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     from p2p.agent import Agent
 
 # The service modules, in the order their hooks run. Each has `create(agent) -> Service`.
-SERVICES: tuple[str, ...] = ()
+SERVICES: tuple[str, ...] = ("terms", "support", "notifications", "ownership")
 
 CUSTOMER, BUSINESS = "customer", "business"
 

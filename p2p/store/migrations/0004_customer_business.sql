@@ -24,11 +24,14 @@ CREATE TABLE protocol_state (
     PRIMARY KEY (relationship_id, protocol)
 ) STRICT, WITHOUT ROWID;
 
--- notifications/1.0, business side: each notify built. Its status is the outbox's
+-- notifications/1.0: each notify, on the business's side one it built, on the
+-- customer's side one its agent accepted. Business side: its status is the outbox's
 -- (queued/sent/delivered/failed/expired) unless the customer's agent refused it
--- (`refused`, a problem-report code: failed) or read it (`read_at`: read).
+-- (`refused`, a problem-report code: failed) or read it (`read_at`: read). The
+-- customer's side keeps when the customer read it and the quick reply it chose.
+-- A notify's id is unique per sender only: the key includes the relationship.
 CREATE TABLE notifications (
-    message_id      TEXT    PRIMARY KEY,
+    message_id      TEXT    NOT NULL,
     relationship_id TEXT    NOT NULL REFERENCES relationships (id),
     topic           TEXT    NOT NULL,
     broadcast_id    TEXT,
@@ -36,10 +39,14 @@ CREATE TABLE notifications (
     read_at         INTEGER,
     refused         TEXT,
     action          TEXT,
-    action_at       INTEGER
+    action_at       INTEGER,
+    PRIMARY KEY (message_id, relationship_id)
 ) STRICT;
-CREATE INDEX notifications_broadcast ON notifications (broadcast_id) WHERE broadcast_id IS NOT NULL;
+-- A broadcast's recipients page by relationship id (see broadcast_skips).
+CREATE INDEX notifications_broadcast ON notifications (broadcast_id, relationship_id)
+    WHERE broadcast_id IS NOT NULL;
 CREATE INDEX notifications_relationship ON notifications (relationship_id, created_at);
+CREATE INDEX notifications_topic ON notifications (topic, created_at);
 
 -- One API call to every subscriber of a topic; per-recipient outcomes are the
 -- notifications rows with this broadcast_id, plus the skipped relationships.
@@ -73,9 +80,14 @@ CREATE TABLE agreements (
     updated_at      INTEGER NOT NULL,
     PRIMARY KEY (relationship_id, id)
 ) STRICT;
+-- GET /v1/agreements/{id} without ?relationship= (ids are unique per relationship only).
+CREATE INDEX agreements_id ON agreements (id);
 
 -- support/1.0: one row per ticket (the open message's id); the history is the
--- archive's thread, this row is its summary for listing and searching.
+-- archive's thread, this row is its summary for listing and searching. `withdrawn`
+-- lists (JSON array) our messages the peer refused (spec/18 §18.2): the archive keeps
+-- them, the ticket's history does not. `revision` counts committed changes, so an
+-- in-memory copy of the ticket can tell whether it is still current.
 CREATE TABLE tickets (
     relationship_id TEXT    NOT NULL REFERENCES relationships (id),
     id              TEXT    NOT NULL,
@@ -89,25 +101,40 @@ CREATE TABLE tickets (
     rating_comment  TEXT,
     created_at      INTEGER NOT NULL,
     updated_at      INTEGER NOT NULL,
+    withdrawn       TEXT,
+    revision        INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (relationship_id, id)
 ) STRICT;
 CREATE INDEX tickets_state ON tickets (state, updated_at);
+CREATE INDEX tickets_id ON tickets (id);
 
 -- ownership/1.0: records we issued (side 'issuer') or hold (side 'owner').
+-- relationship_id: the owner's relationship with the issuer (either side); the signed
+-- record is the authority, the other columns are its fields for listing and routing.
+-- message_id: the `record` message that delivered it (the issuer activates the record
+-- when it is receipted). transfer_request: the pending transfer-request's id (its
+-- thread); consent: the owner's signed consent to the transfer (kept as proof).
 CREATE TABLE ownership_records (
-    side            TEXT    NOT NULL CHECK (side IN ('issuer', 'owner')),
-    issuer          TEXT    NOT NULL,
-    id              TEXT    NOT NULL,
-    relationship_id TEXT    REFERENCES relationships (id),
-    model           TEXT    NOT NULL,
-    serial          TEXT    NOT NULL,
-    owner           TEXT    NOT NULL,
-    state           TEXT    NOT NULL,
-    pending_owner   TEXT,
-    previous        TEXT,
-    signed          BLOB    NOT NULL,
-    created_at      INTEGER NOT NULL,
-    updated_at      INTEGER NOT NULL,
+    side             TEXT    NOT NULL CHECK (side IN ('issuer', 'owner')),
+    issuer           TEXT    NOT NULL,
+    id               TEXT    NOT NULL,
+    relationship_id  TEXT    REFERENCES relationships (id),
+    model            TEXT    NOT NULL,
+    serial           TEXT    NOT NULL,
+    owner            TEXT    NOT NULL,
+    purchased        TEXT    NOT NULL,
+    warranty_end     TEXT    NOT NULL,
+    issued_time      INTEGER NOT NULL,
+    state            TEXT    NOT NULL,
+    pending_owner    TEXT,
+    previous         TEXT,
+    message_id       TEXT,
+    transfer_request TEXT,
+    consent          BLOB,
+    reason           TEXT,
+    signed           BLOB    NOT NULL,
+    created_at       INTEGER NOT NULL,
+    updated_at       INTEGER NOT NULL,
     PRIMARY KEY (side, issuer, id)
 ) STRICT;
 CREATE INDEX ownership_product ON ownership_records (model, serial);
