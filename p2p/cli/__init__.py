@@ -12,20 +12,20 @@ import sys
 
 from .. import __version__
 from ..core.errors import P2PError
-from . import connections, daemon, decode, messages, peers, records, support, notifications, terms, ownership
+from . import connections, daemon, decode, messages, notifications, ownership, peers, records, support, terms
 from ._common import command_adder
 
 GROUPS = (
-    decode,       # inspect, resolve
-    connections,  # status, invite, accept, discover, connections
-    messages,     # send, inbox, thread
-    peers,        # ping, features, revoke
-    records,      # export, events
-    support,      # tickets
-    daemon,       # init, daemon
-    notifications,  # notifications topics|send|broadcast|subscribe|...
-    terms,        # terms roster|proffer|list|show|accept|reject|withdraw
-    ownership,    # ownership issue|list|show|update|transfer|present|revoke|...
+    decode,         # inspect, resolve
+    connections,    # status, invite, accept, discover, connections
+    messages,       # send, inbox, thread
+    peers,          # ping, features, mute, unmute, revoke
+    records,        # export, events
+    notifications,  # notifications topics|send|broadcast|progress|subscriptions|...
+    terms,          # terms roster|proffer|list|show|accept|reject|withdraw
+    support,        # tickets list|show|open|reply|assign|status|resolve|close|reopen|rate
+    ownership,      # ownership issue|list|show|update|transfer|present|revoke|...
+    daemon,         # init, daemon
 )
 
 
