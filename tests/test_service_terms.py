@@ -21,7 +21,8 @@ import trio
 from p2p.core import message
 from p2p.core.errors import P2PError
 from p2p.core.message import Message
-from p2p.core.protocols import terms as core
+from p2p.core.protocols import problem_report, terms as core
+from p2p.core.protocols.delivery import Deliver
 from p2p.home import Config, ConfigError
 from p2p.services.terms import parse_config
 
@@ -253,13 +254,14 @@ async def test_required_agreement_refuses_the_business_until_one_is_accepted(tmp
 
 
 async def test_accept_and_bound_messages_in_one_batch(tmp_path):
-    # The business's accept and its first bound message can reach `take` together, and
-    # `admit` runs for the whole batch before the accept is dispatched: it must already
-    # admit the hash the accept makes (and only that one).
+    # The business's accept and its first bound messages can reach `take` in one batch:
+    # the Agent admits each message in order, after the earlier ones were handled, so
+    # the accept is in force for what follows it (and a forged accept for nothing).
     async with trio.open_nursery() as nursery:
         rb, rc, rel_b, rel_c = await _pair(nursery, tmp_path, customer={"require": True})
         b, c = rb.agent, rc.agent
-        svc, peer_c, peer_b = c.service("terms"), c.peer(rel_c), b.peer(rel_b)
+        svc, peer_b = c.service("terms"), b.peer(rel_b)
+        seal_as_business = b.sessions.by_id[rel_b].state
         await rb.stop()  # the proffer stays unanswered
         aid = (await svc.proffer(rel_c, [NO_THIRD]))["id"]
         proffer = [m for m in _sent(c, rel_c) if m.type == core.PROFFER_TYPE][0]
@@ -267,27 +269,33 @@ async def test_accept_and_bound_messages_in_one_batch(tmp_path):
         theirs = core.Agreement.awaiting(customer=peer_b.their_did, business=peer_b.our_did)
         theirs.receive_proffer(proffer, customer_key=peer_b.their_signing_key)
         accept = theirs.accept(peer_b.signer, id="accept-1", now=c.now())
-        bound = core.bind(Message(id="bound-1", type=BASIC, body={}), theirs.hash)
-        with pytest.raises(P2PError) as e:  # before the accept: no agreement in force
-            svc.admit(peer_c, bound)
-        assert e.value.code == "agreement-mismatch"
-        svc.admit(peer_c, accept)  # the batch: the accept first ...
-        svc.admit(peer_c, bound)  # ... then the message bound to it: admitted
-        with pytest.raises(P2PError) as e:
-            svc.admit(peer_c, Message(id="unbound", type=BASIC, body={}))
-        assert e.value.code == "agreement-required"
-        with pytest.raises(P2PError) as e:
-            svc.admit(peer_c, core.bind(Message(id="wrong", type=BASIC, body={}), b"\x02" * 32))
-        assert e.value.code == "agreement-mismatch"
-        # a forged accept (a signature by the wrong key) admits nothing
-        svc._pending_accept.clear()
-        forged = theirs.record[:-10] + bytes(10)
-        svc.admit(peer_c, Message(id="accept-2", type=core.ACCEPT_TYPE, body={"agreement": forged}, thid=aid,
-                                  frm=peer_b.our_did, to=(peer_b.their_did,), created_time=c.now()))
-        with pytest.raises(P2PError) as e:
-            svc.admit(peer_c, bound)
-        assert e.value.code == "agreement-mismatch"
+
+        def basic(mid, bound_to=None):
+            m = Message(id=mid, type=BASIC, body={"content": mid}, frm=peer_b.our_did, to=(peer_b.their_did,),
+                        created_time=c.now())
+            return core.bind(m, bound_to) if bound_to else m
+
+        session = c.sessions.by_id[rel_c]
+        seqs = iter(range(900, 1000))
+
+        async def batch(*msgs):
+            await c.take(session, [Deliver(next(seqs), b._seal(seal_as_business, m)[1]) for m in msgs])
+
+        def reported():
+            return [m.pthid for m in _sent(c, rel_c) if m.type == problem_report.PROBLEM_REPORT_TYPE]
+
+        # a forged accept (a signature by the wrong key) admits nothing behind it
+        forged = Message(id="accept-2", type=core.ACCEPT_TYPE, body={"agreement": theirs.record[:-10] + bytes(10)},
+                         thid=aid, frm=peer_b.our_did, to=(peer_b.their_did,), created_time=c.now())
+        await batch(forged, basic("after-forged", theirs.hash))
         assert (await svc.get(aid))["state"] == "proffered"
+        assert reported() == [aid, "after-forged"]
+
+        await batch(accept, basic("bound-1", theirs.hash), basic("unbound-1"),
+                    basic("wrong-1", b"\x02" * 32))
+        assert (await svc.get(aid))["state"] == "accepted"
+        assert [m["id"] for m in await c.messages(relationship=rel_c, type=BASIC)] == ["bound-1"]
+        assert reported()[2:] == ["unbound-1", "wrong-1"]
         await _stop(nursery, rc)
 
 

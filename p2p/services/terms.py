@@ -22,7 +22,7 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from p2p.core import cbor, message
-from p2p.core.errors import BadArgument, InvalidField, LocalError, RemoteError, StateError, TooLarge
+from p2p.core.errors import BadArgument, InvalidField, LocalError, StateError, TooLarge
 from p2p.core.message import Message
 from p2p.core.protocols import terms as core
 from p2p.core.protocols.discover import Feature
@@ -130,9 +130,6 @@ class TermsService:
         self._in_force: dict[str, tuple[str, bytes]] = db.in_force(self.store)
         self._required: dict[str, bool] = {r.id: r.require_agreement for r in self.store.list_relationships()
                                            if r.require_agreement is not None}
-        # relationship -> hash of an accept seen by `admit` whose transaction has not run
-        # `receive` yet: the messages after it in the same batch are bound to it.
-        self._pending_accept: dict[str, bytes] = {}
         self._exempt_cache: dict[str, bool] = {}
         self._building: set[str] = set()  # ids of terms messages we built, until sealed
 
@@ -166,36 +163,19 @@ class TermsService:
         return self.require if override is None else override
 
     def admit(self, peer: Peer, msg: Message) -> None:
+        # The Agent admits a batch in order, each message after the earlier ones were
+        # handled: an accept in the batch is in force for the messages behind it.
         rel = peer.id
-        if msg.type in core.MESSAGE_TYPES:  # exempt; an accept may bind what follows it
-            if msg.type == core.ACCEPT_TYPE:
-                self._note_accept(peer, msg)
+        if msg.type in core.MESSAGE_TYPES:  # exempt (spec/17 §17.8)
             return
-        pending = self._pending_accept.get(rel) if self._pending_accept else None
         entry = self._in_force.get(rel)
-        agreement_hash = pending if pending is not None else entry[1] if entry is not None else None
+        agreement_hash = entry[1] if entry is not None else None
         required = self.required(rel)
         if agreement_hash is None and not required and core.X_AGREEMENT not in msg.extensions:
             return  # the common case of a relationship without terms: no parse at all
         if self._exempt(msg.type):
             return
         core.check_reference(msg, agreement_hash=agreement_hash, required=required)
-
-    def _note_accept(self, peer: Peer, msg: Message) -> None:
-        """`admit` runs for a whole batch before its transaction dispatches any of it, so
-        a business's accept and its first bound messages can arrive together: check the
-        accept now (on a copy; `receive` does it again for real) and admit the hash."""
-        if msg.thid is None:
-            return
-        row = db.get(self.store, peer.id, msg.thid)
-        if row is None or row.state not in (core.State.PROFFERED.value, core.State.COUNTERED.value):
-            return
-        try:
-            agreement = self._agreement(peer, row)
-            agreement.receive_accept(msg, their_key=peer.their_signing_key)
-        except RemoteError:
-            return  # `receive` refuses it
-        self._pending_accept[peer.id] = agreement.hash
 
     def outbound(self, peer: Peer, msg: Message) -> Message:
         if msg.type in core.MESSAGE_TYPES:
@@ -258,8 +238,6 @@ class TermsService:
     # --- receiving -------------------------------------------------------------------------------
 
     def receive(self, peer: Peer, msg: Message, tx: Received) -> None:
-        if msg.type == core.ACCEPT_TYPE:
-            self._pending_accept.pop(peer.id, None)  # settled here, whichever way
         if msg.type == core.PROFFER_TYPE:
             row = self._receive_proffer(peer, msg, tx)
         else:
