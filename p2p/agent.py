@@ -419,23 +419,30 @@ class Agent:
 
     def _queue(self, rel: _Relationship, msgs: list[Message], now: int) -> list[int]:
         """Seal and commit outbound messages (outbox + archive, one transaction)."""
-        outgoing, records = [], []
+        outgoing, records = self._prepare(rel, msgs, now)
+        return self._commit(outgoing, records, now)
+
+    def _prepare(self, rel: _Relationship, msgs: list[Message], now: int) -> tuple[list, list]:
         hooks = self._hooks["outbound"]
         if hooks and msgs:
             peer = rel.peer(self.role)
             for hook in hooks:
                 msgs = [hook(peer, m) for m in msgs]
+        outgoing, records = [], []
         for msg in msgs:
             plaintext, env = self._seal(rel, msg)
             expires = frames.expires_at(msg.created_time or now, msg.expires_time)
             outgoing.append(Outgoing(msg.id, rel.id, msg.thread_id, env, expires_at=expires))
-            records.append((msg, plaintext, expires))
+            records.append((rel.id, msg, plaintext, expires))
+        return outgoing, records
+
+    def _commit(self, outgoing: list, records: list, now: int) -> list[int]:
         with self.store.atomic():
             seqs = self.store.enqueue_many(outgoing, now)
             self.store.archive_many([
-                ArchiveRecord(rel.id, "out", m.id, m.type, m.thread_id, pt, pthid=m.pthid, seq=seq,
+                ArchiveRecord(rid, "out", m.id, m.type, m.thread_id, pt, pthid=m.pthid, seq=seq,
                               state=ArchiveState.QUEUED, created_time=m.created_time, expires_time=exp)
-                for (m, pt, exp), seq in zip(records, seqs)], now)
+                for (rid, m, pt, exp), seq in zip(records, seqs)], now)
         return seqs
 
     # --- the Receiver interface (called by p2p.delivery) -------------------------------------
@@ -595,6 +602,27 @@ class Agent:
     def agent_signer(self) -> envelope.SigningKey:
         """The agent DID's #key-1: what a business signs ownership records and updates with."""
         return envelope.SigningKey.from_seed(f"{self.did}#{terms.SIGNING_FRAGMENT}", self.keys.signing.seed)
+
+    def queue_many(self, batch: list[tuple[str, list[Message]]]) -> list[list[int]]:
+        """`queue` for many relationships at once (a broadcast): everything is sealed
+        first, then committed with one outbox and one archive write (joins an
+        enclosing `store.atomic()`). Returns the seqs per batch item."""
+        now = self.now()
+        sessions = [self._session(rid) for rid, _ in batch]
+        outgoing, records, counts = [], [], []
+        for session, (_, msgs) in zip(sessions, batch):
+            out, rec = self._prepare(session.state, msgs, now)
+            outgoing += out
+            records += rec
+            counts.append(len(out))
+        seqs = self._commit(outgoing, records, now)
+        for session in sessions:
+            session.wake()
+        result, i = [], 0
+        for n in counts:
+            result.append(seqs[i:i + n])
+            i += n
+        return result
 
     def queue(self, relationship_id: str, msgs: list[Message]) -> list[int]:
         """Seal and commit messages a service built (joins an enclosing `store.atomic()`)

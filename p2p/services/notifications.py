@@ -533,9 +533,15 @@ class NotificationsService:
             rows.append((msg.id, peer.id, topic, bid, now))
             new_states.append((peer.id, encode_audience(a)))
         record = nstore.Broadcast(bid, topic, title, now, len(sends), len(skips))
+        # Sealing and outbox/archive writes dominate; an Agent.queue_many (one
+        # enqueue_many and one archive_many for the whole batch) is used if the Agent has it.
+        queue_many = getattr(agent, "queue_many", None)
         with self.store.atomic():
-            for rel_id, msg in sends:
-                agent.queue(rel_id, [msg])
+            if queue_many is not None:
+                queue_many([(rel_id, [msg]) for rel_id, msg in sends])
+            else:
+                for rel_id, msg in sends:
+                    agent.queue(rel_id, [msg])
             nstore.save_states(self.store, new_states, now)
             nstore.add_many(self.store, rows)
             nstore.add_broadcast(self.store, record, skips)
