@@ -161,6 +161,54 @@ def own_present_verify(request: dict) -> dict:
     return _record_reply(record)
 
 
+def own_message(request: dict) -> dict:
+    """The issuer builds a `record` or `update` message carrying the COSE_Sign1
+    `signed`, or a `transfer-complete` / `revoke` about the signed record `signed`
+    (those two go to the record's owner)."""
+    kind, signed = _text(request, "kind"), _hex(request, "signed")
+    addr = {"id": _text(request, "message_id"), "frm": _text(request, "from"), "now": _int(request, "now")}
+    if kind == "record":
+        msg = ownership.record_message(signed, to=_text(request, "to"), thid=_text(request, "thid", optional=True),
+                                       **addr)
+    elif kind == "update":
+        msg = ownership.update_message(signed, to=_text(request, "to"), **addr)
+    elif kind == "transfer-complete":
+        msg = ownership.transfer_complete(ownership.verify_record(signed), request_id=_text(request, "request_id"),
+                                          **addr)
+    elif kind == "revoke":
+        msg = ownership.revoke_message(ownership.verify_record(signed), reason=_text(request, "reason", optional=True),
+                                       **addr)
+    else:
+        raise LocalError(f"no ownership message kind {kind!r}")
+    return {"message": message.encode(msg).hex()}
+
+
+def own_record_receive(request: dict) -> dict:
+    """The owner's agent receives a `record` message from `issuer` (the agent DID of
+    the invitation), for `owner` (its pairwise DID)."""
+    holding = ownership.receive_record(_decode(_text(request, "message")), issuer=_text(request, "issuer"),
+                                       owner=_text(request, "owner"))
+    return {**_record_reply(holding.record), "state": holding.state.value}
+
+
+def own_update_receive(request: dict) -> dict:
+    """The owner's agent receives an `update` message from `issuer`."""
+    return _update_reply(ownership.receive_update(_decode(_text(request, "message")), issuer=_text(request, "issuer")))
+
+
+def own_status_receive(request: dict) -> dict:
+    """The owner's agent, holding the signed `record` in `state` (default `active`),
+    receives a `transfer-complete` or `revoke` message; `issuer` is the agent DID the
+    record's relationship expects it from."""
+    issuer = _text(request, "issuer")
+    signed = _hex(request, "record")
+    holding = ownership.Holding(ownership.verify_record(signed, issuer=issuer), signed,
+                                ownership.State(request.get("state", "active")))
+    before = holding.state.value
+    after = ownership.receive_status(_decode(_text(request, "message")), holding, issuer=issuer)
+    return {"record_id": holding.record.id, "before": before, "state": after.value}
+
+
 OPS = {
     "support_apply": support_apply,
     "own_record_sign": own_record_sign,
@@ -171,4 +219,8 @@ OPS = {
     "own_transfer_request": own_transfer_request,
     "own_owners_of": own_owners_of,
     "own_present_verify": own_present_verify,
+    "own_message": own_message,
+    "own_record_receive": own_record_receive,
+    "own_update_receive": own_update_receive,
+    "own_status_receive": own_status_receive,
 }

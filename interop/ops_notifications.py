@@ -94,6 +94,19 @@ def notif_action(request: dict) -> dict:
     return {"action": N.parse_action(message.decode(_hex(request, "message")), sent)}
 
 
+def notif_read_receipt(request: dict) -> dict:
+    """The customer's agent, once its application displayed `notify`, sends a read
+    receipt, or nothing when the customer has read receipts off (the default)."""
+    subs = N.Subscriptions(read_receipts=bool(request.get("read_receipts", False)))
+    msg = subs.read_receipt(N.parse_notify(message.decode(_hex(request, "notify"))), **_addr(request))
+    return {"message": None if msg is None else message.encode(msg).hex()}
+
+
+def notif_read(request: dict) -> dict:
+    """The business reads a read receipt: which notify it is about."""
+    return {"notify_id": N.parse_read(message.decode(_hex(request, "message")))}
+
+
 def notif_status(request: dict) -> dict:
     status = N.Status(request.get("status", "queued"))
     trail = []
@@ -164,6 +177,29 @@ def terms_verify(request: dict) -> dict:
     return {"agreement_id": signed.draft.id, "terms": list(signed.draft.terms), "hash": signed.hash.hex()}
 
 
+def _held(request: dict) -> T.Agreement:
+    """An agreement as side `role` stored it: `state`, `thid` and the agreement
+    `payload` on the table (proffered, countered or accepted)."""
+    return T.Agreement(T.Role(_text(request, "role")), customer=_text(request, "customer"),
+                       business=_text(request, "business"), state=T.State(_text(request, "state")),
+                       thid=_text(request, "thid"), payload=_hex(request, "payload"))
+
+
+def terms_withdraw(request: dict) -> dict:
+    """Side `role` withdraws the agreement (or the proposal) on the table."""
+    agr = _held(request)
+    msg = agr.withdraw(id=_text(request, "message_id"), now=_int(request, "now"),
+                       reason=_text(request, "reason", optional=True))
+    return {"hash": agr.hash.hex(), "state": agr.state.value, "message": message.encode(msg).hex()}
+
+
+def terms_receive_withdraw(request: dict) -> dict:
+    """Side `role` receives the peer's withdraw `message`."""
+    agr = _held(request)
+    reason = agr.receive_withdraw(message.decode(_hex(request, "message")))
+    return {"reason": reason, "state": agr.state.value}
+
+
 def terms_admit(request: dict) -> dict:
     """May the customer's agent process this message under the agreement state?"""
     msg = message.decode(_hex(request, "message"), understood=T.UNDERSTOOD)
@@ -185,11 +221,15 @@ OPS = {
     "notif_notify": notif_notify,
     "notif_receive": notif_receive,
     "notif_action": notif_action,
+    "notif_read_receipt": notif_read_receipt,
+    "notif_read": notif_read,
     "notif_status": notif_status,
     "terms_proffer": terms_proffer,
     "terms_respond": terms_respond,
     "terms_accept_counter": terms_accept_counter,
     "terms_verify": terms_verify,
+    "terms_withdraw": terms_withdraw,
+    "terms_receive_withdraw": terms_receive_withdraw,
     "terms_admit": terms_admit,
     "terms_bind": terms_bind,
 }

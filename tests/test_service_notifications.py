@@ -147,7 +147,7 @@ async def test_config_is_checked(tmp_path):
     from p2p.agent import Agent
     bad = [({"role": "business", "services": {"notifications": {"topics": [{"id": "Bad Id", "title": "x"}]}}},
             "topics"),
-           ({"role": "business", "services": {"notifications": {"topics": "orders"}}}, "list of tables"),
+           ({"role": "business", "services": {"notifications": {"topics": "orders"}}}, "topics is a list of"),
            ({"services": {"notifications": {"topics": TOPICS}}}, "business"),
            ({"services": {"notifications": {"colour": 1}}}, "unknown"),
            ({"services": {"notifications": {"read_receipts": "yes"}}}, "read_receipts")]

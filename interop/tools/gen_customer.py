@@ -42,7 +42,7 @@ def hx(msg: Message) -> str:
     return message.encode(msg).hex()
 
 
-def support_vectors() -> None:
+def support_vectors() -> dict:
     _, cust, _ = identity("alice pairwise")
     _, biz, _ = identity("shop pairwise")
     _, mallory, _ = identity("mallory pairwise")
@@ -142,9 +142,10 @@ def support_vectors() -> None:
     reject("reject-support-stranger", "a reply from a DID that is neither party", "support_apply",
            {**parties, "ours": "business", "history": history_open,
             "message": hx(msg("reply", {"text": "hi"}, frm=mallory, id="bad-8"))}, "sender-mismatch")
+    return {"parties": parties, "history_open": history_open, "msg": msg, "cust": cust}
 
 
-def ownership_vectors() -> None:
+def ownership_vectors() -> dict:
     shop_secrets, shop, shop_key = identity("shop agent")
     alice_secrets, alice, alice_key = identity("alice pairwise")
     _, bob, bob_key = identity("bob pairwise")
@@ -256,11 +257,94 @@ def ownership_vectors() -> None:
     reject("reject-own-present-other-audience", "the same presentation replayed to another verifier",
            "own_present_verify", {"message": hx(pres), "audience": carol, "now": NOW + 3010, "issuer": shop,
                                   "challenge": "n-8c1e"}, "bad-proof")
+    return {"issuer_req": issuer_req, "alice_secrets": alice_secrets, "shop": shop, "alice": alice, "bob": bob,
+            "mallory": mallory, "rec1": rec1["signed"], "rec2": rec2["signed"], "u1": u1["signed"],
+            "registry": registry, "transfer": transfer, "consent": consent["signed"]}
+
+
+# Added after the first two sets (so that their files keep their numbers): a
+# missing-field for support, and the ownership messages that had no vector of their own
+# (record, update, transfer-complete, revoke) with their must-rejects.
+
+
+def support_more(s: dict) -> None:
+    reject("reject-support-reply-no-thid", "a reply without thid: it names no ticket", "support_apply",
+           {**s["parties"], "ours": "business", "history": s["history_open"],
+            "message": hx(s["msg"]("reply", {"text": "hello?"}, frm=s["cust"], id="bad-9", thid=None))},
+           "missing-field")
+    reject("reject-support-rate-no-score", "a rating without its score", "support_apply",
+           {**s["parties"], "ours": "business", "history": s["history_open"],
+            "message": hx(s["msg"]("rate", {"comment": "meh"}, frm=s["cust"], id="bad-10"))}, "missing-field")
+
+
+def ownership_more(o: dict) -> None:
+    shop, alice, bob, mallory = o["shop"], o["alice"], o["bob"], o["mallory"]
+    rec_msg = accept("own-message-record", "the business delivers rec-1 to Alice in a record message",
+                     "own_message", {"kind": "record", "signed": o["rec1"], "message_id": "rec-msg-1", "from": shop,
+                                     "to": alice, "now": NOW + 10}, cddl={"message": "own-record-message"})
+    accept("own-record-receive", "Alice's agent verifies it (expected issuer and owner given): rec-1 is active",
+           "own_record_receive", {"message": rec_msg["message"], "issuer": shop, "owner": alice},
+           cddl={"message": "own-record-message"})
+    reject("reject-own-record-message-no-attachment", "a record message without its record attachment",
+           "own_record_receive", {"message": hx(Message(id="rec-msg-2", type=ownership.message_type("record"), body={},
+                                                        frm=shop, to=(alice,), created_time=NOW + 10)),
+                                  "issuer": shop, "owner": alice}, "bad-record")
+    reject("reject-own-record-message-other-owner", "the record message reaches Bob's agent", "own_record_receive",
+           {"message": rec_msg["message"], "issuer": shop, "owner": bob}, "wrong-owner")
+    upd_msg = accept("own-message-update", "the business sends the recall to Alice in an update message",
+                     "own_message", {"kind": "update", "signed": o["u1"], "message_id": "upd-msg-1", "from": shop,
+                                     "to": alice, "now": NOW + 86400}, cddl={"message": "own-update-message"})
+    accept("own-update-receive", "Alice's agent verifies the update from the issuer", "own_update_receive",
+           {"message": upd_msg["message"], "issuer": shop}, cddl={"message": "own-update-message"})
+    reject("reject-own-update-message-not-issuer", "the update message is checked against another issuer",
+           "own_update_receive", {"message": upd_msg["message"], "issuer": mallory}, "wrong-issuer")
+
+    done = accept("own-message-transfer-complete", "the business tells Alice the transfer of rec-1 is done "
+                  "(thid = the transfer-request's id)", "own_message",
+                  {"kind": "transfer-complete", "signed": o["rec1"], "request_id": "xfer-1",
+                   "message_id": "xfer-done-1", "from": shop, "now": NOW + 1100},
+                  cddl={"message": "own-transfer-complete"})
+    accept("own-status-transfer-complete", "Alice's copy, transfer_pending since her request, becomes superseded",
+           "own_status_receive", {"issuer": shop, "record": o["rec1"], "state": "transfer_pending",
+                                  "message": done["message"]}, cddl={"message": "own-transfer-complete"})
+    revoke = accept("own-message-revoke", "the business revokes Bob's rec-2 (the kettle was returned)", "own_message",
+                    {"kind": "revoke", "signed": o["rec2"], "reason": "Returned for a refund",
+                     "message_id": "revoke-1", "from": shop, "now": NOW + 5000}, cddl={"message": "own-revoke"})
+    accept("own-status-revoke", "Bob's active copy becomes revoked", "own_status_receive",
+           {"issuer": shop, "record": o["rec2"], "message": revoke["message"]}, cddl={"message": "own-revoke"})
+    forged = ops.own_message({"kind": "transfer-complete", "signed": o["rec1"], "request_id": "xfer-1",
+                              "message_id": "xfer-done-2", "from": mallory, "now": NOW + 1100})
+    reject("reject-own-status-not-issuer", "a transfer-complete from another DID than the issuer's",
+           "own_status_receive", {"issuer": shop, "record": o["rec1"], "state": "transfer_pending",
+                                  "message": forged["message"]}, "sender-mismatch",
+           cddl={"message": "own-transfer-complete"})
+    other = ops.own_message({"kind": "revoke", "signed": o["rec1"], "message_id": "revoke-2", "from": shop,
+                             "now": NOW + 5000})
+    reject("reject-own-status-unknown-record", "Bob's agent, holding rec-2, gets a revoke naming rec-1",
+           "own_status_receive", {"issuer": shop, "record": o["rec2"], "message": other["message"]},
+           "unknown-record", cddl={"message": "own-revoke"})
+    reject("reject-own-status-complete-while-active", "a transfer-complete for a record its owner never asked to "
+           "transfer (active, not transfer_pending)", "own_status_receive",
+           {"issuer": shop, "record": o["rec1"], "state": "active", "message": done["message"]}, "illegal-transition")
+    reject("reject-own-status-revoke-superseded", "a revoke of a record already superseded (terminal)",
+           "own_status_receive", {"issuer": shop, "record": o["rec1"], "state": "superseded",
+                                  "message": other["message"]}, "illegal-transition")
+
+    future = ops.own_consent_sign({**{f"owner_{k}": v for k, v in o["alice_secrets"].items()}, "record": o["rec1"],
+                                   "new_owner": bob, "time": NOW + 1301})
+    reject("reject-own-transfer-consent-future", "a consent dated 301 s after the business's now (skew limit 300)",
+           "own_transfer_request", {**o["registry"], "message": o["transfer"](future["signed"]), "now": NOW + 1000},
+           "clock-skew")
+    reject("reject-own-transfer-new-owner-not-did", "a transfer-request whose new_owner is not a DID",
+           "own_transfer_request", {**o["registry"], "message": o["transfer"](o["consent"], new_owner="bob"),
+                                    "now": NOW + 1000}, "invalid-field")
 
 
 def main() -> None:
-    support_vectors()
-    ownership_vectors()
+    s = support_vectors()
+    o = ownership_vectors()
+    support_more(s)
+    ownership_more(o)
     VECTORS.write()
 
 

@@ -61,7 +61,7 @@ def notify_msg(topic: str, *, urgency: str = "normal", created: int = NOW, mid: 
     return cbor.dumps(m).hex()
 
 
-def notifications() -> None:
+def notifications() -> str:
     accept("notif-catalogue", "the business offers three topics", "notif_catalogue",
            {"catalogue": CATALOGUE, "message_id": "cat-1", "now": NOW, **B2C}, cddl={"message": "notif-catalogue"})
     accept("notif-subscribe", "the customer opts into orders and security, with a rate limit of 5 per hour",
@@ -152,6 +152,7 @@ def notifications() -> None:
            {"events": ["send", "receipt", "read"]})
     reject("notif-reject-status-read-before-send", "local: a queued notification cannot be read",
            "notif_status", {"events": ["read"]}, "state-error")
+    return sent["message"]
 
 
 def _proffer(terms: list[str], *, agreement_id: str = "agr-1", mid: str = "proffer-1") -> dict:
@@ -171,7 +172,7 @@ def _forged(payload_map: dict, *, signer_seed: bytes, signer_did: str, type_: st
     return cbor.dumps(m).hex()
 
 
-def terms() -> None:
+def terms() -> dict:
     base = ["p2p:terms:delete-on-revoke", "p2p:terms:no-tracking", "p2p:terms:service-only"]
     req = {"customer": CUSTOMER, "business": BUSINESS, "customer_ed25519_seed": C_SEED, "agreement_id": "agr-1",
            "terms": base, "message_id": "proffer-1", "now": NOW}
@@ -267,11 +268,90 @@ def terms() -> None:
            "agreement-required")
     reject("terms-reject-no-agreement", "the customer requires an agreement and has none", "terms_admit",
            {"message": plain, "required": True}, "agreement-required")
+    return {"proffer": p, "accepted": acc, "counter": counter, "resp": resp, "policy": policy_all}
+
+
+# Added after the first two sets (so that their files keep their numbers): the read
+# receipt, the action's thread, withdraw, and invalid-agreement.
+
+
+def notifications_read(notify: str) -> None:
+    read_req = {"notify": notify, "message_id": "read-1", "now": NOW + 40, **C2B}
+    read = accept("notif-read-receipt", "the customer enabled read receipts: a read for the notify it displayed "
+                  "(thid = the notify's id, empty body)", "notif_read_receipt", {**read_req, "read_receipts": True},
+                  cddl={"message": "notif-read"})
+    accept("notif-read-receipt-off", "read receipts are off (the default): nothing is sent", "notif_read_receipt",
+           {**read_req, "read_receipts": False})
+    accept("notif-read", "the business learns which notify was read", "notif_read", {"message": read["message"]},
+           cddl={"message": "notif-read"})
+    no_thid = cbor.dumps({"id": "read-2", "type": "https://p2p.example/notifications/1.0/read", "body": {},
+                          "from": CUSTOMER, "to": [BUSINESS], "created_time": NOW + 40})
+    reject("notif-reject-read-no-thid", "a read without thid: it names no notify", "notif_read",
+           {"message": no_thid.hex()}, "missing-field")
+    reject("notif-reject-read-not-a-read", "a notify handed in where a read is expected", "notif_read",
+           {"message": notify}, "unexpected-message")
+    other = cbor.dumps({"id": "act-3", "type": "https://p2p.example/notifications/1.0/action",
+                        "body": {"action": "ok"}, "thid": "notify-9", "from": CUSTOMER, "to": [BUSINESS],
+                        "created_time": NOW + 30})
+    reject("notif-reject-action-other-thread", "an action whose thid is not the notify's id", "notif_action",
+           {"notify": notify, "message": other.hex()}, "unexpected-message")
+
+
+def terms_withdraw(t: dict) -> None:
+    p, acc, counter = t["proffer"], t["accepted"], t["counter"]
+    parties = {"customer": CUSTOMER, "business": BUSINESS, "thid": "proffer-1"}
+    w = accept("terms-withdraw-accepted", "the customer withdraws the accepted agreement; the body names its hash",
+               "terms_withdraw", {**parties, "role": "customer", "state": "accepted", "payload": acc["payload"],
+                                  "message_id": "withdraw-1", "now": NOW + 86400, "reason": "I left the shop"},
+               keys_order=["hash", "state", "message"], cddl={"message": "terms-withdraw"})
+    accept("terms-withdraw-receive", "the business receives it: no agreement is in force any more",
+           "terms_receive_withdraw", {**parties, "role": "business", "state": "accepted", "payload": acc["payload"],
+                                      "message": w["message"]}, cddl={"message": "terms-withdraw"})
+    wc = accept("terms-withdraw-counter", "the business withdraws its counter (no reason given)", "terms_withdraw",
+                {**parties, "role": "business", "state": "countered", "payload": counter["payload"],
+                 "message_id": "withdraw-2", "now": NOW + 3}, keys_order=["hash", "state", "message"],
+                cddl={"message": "terms-withdraw"})
+    accept("terms-withdraw-receive-counter", "the customer receives the withdrawn counter", "terms_receive_withdraw",
+           {**parties, "role": "customer", "state": "countered", "payload": counter["payload"],
+            "message": wc["message"]})
+    # The customer withdraws its proffer; the business already countered, so the counter is on its table.
+    wp = ops.terms_withdraw({**parties, "role": "customer", "state": "proffered", "payload": p["payload"],
+                             "message_id": "withdraw-3", "now": NOW + 2})
+    reject("terms-reject-withdraw-other-hash", "the withdraw names the proffer's hash; the counter is on the "
+           "business's table", "terms_receive_withdraw",
+           {**parties, "role": "business", "state": "countered", "payload": counter["payload"],
+            "message": wp["message"]}, "agreement-mismatch", cddl={"message": "terms-withdraw"})
+    reject("terms-reject-withdraw-state", "a withdraw from the business while the customer's proffer is unanswered "
+           "(the business may only accept, counter or reject it)", "terms_receive_withdraw",
+           {**parties, "role": "customer", "state": "proffered", "payload": p["payload"], "message": wc["message"]},
+           "unexpected-message")
+    short = cbor.dumps({"id": "withdraw-4", "type": T.WITHDRAW_TYPE, "thid": "proffer-1",
+                        "body": {"agreement": bytes.fromhex(acc["hash"])[:16]}, "from": CUSTOMER, "to": [BUSINESS],
+                        "created_time": NOW + 86400})
+    reject("terms-reject-withdraw-short-hash", "the withdraw's agreement is 16 bytes, not a 32-byte hash",
+           "terms_receive_withdraw", {**parties, "role": "business", "state": "accepted", "payload": acc["payload"],
+                                      "message": short.hex()}, "invalid-field")
+
+    # invalid-agreement: a record or payload outside spec/17 §17.3-17.4.
+    payload = {"id": "agr-3", "terms": ["p2p:terms:no-tracking"], "version": 1, "customer": CUSTOMER,
+               "business": BUSINESS, "created_time": NOW, "counter_to": bytes.fromhex(p["hash"])}
+    reject("terms-reject-proffer-counter-to", "a proffer whose payload carries counter_to (only a counter has it)",
+           "terms_respond", {**t["resp"], "policy": t["policy"],
+                             "proffer": _forged(payload, signer_seed=CUSTOMER_KEYS.signing.seed,
+                                                signer_did=CUSTOMER, type_=T.PROFFER_TYPE, mid="proffer-3",
+                                                frm=CUSTOMER, to=BUSINESS)}, "invalid-agreement")
+    tag = cbor.loads(bytes.fromhex(acc["agreement"]), max_size=T.MAX_AGREEMENT_BYTES)
+    protected_body = cbor.dumps_tagged(98, [cbor.dumps({1: -8}), *tag.value[1:]])
+    reject("terms-reject-body-protected", "the COSE_Sign body protected header is not empty (h'a10127')",
+           "terms_verify", {"record": protected_body.hex(), "customer_public": C_PUB, "business_public": B_PUB},
+           "invalid-agreement")
 
 
 def main() -> None:
-    notifications()
-    terms()
+    notify = notifications()
+    t = terms()
+    notifications_read(notify)
+    terms_withdraw(t)
     VECTORS.write()
 
 

@@ -120,39 +120,27 @@ def decode_subscriptions(blob: bytes, catalogues: _Catalogues) -> Subscriptions:
 # --- input from the faces ------------------------------------------------------------------------
 
 
-def _config_topics(raw: Any) -> tuple[Topic, ...]:
+_TOPIC_KEYS = ("id", "title", "purpose", "default_urgency")
+
+
+def parse_topics(raw: Any, *, fault: type[P2PError] = BadArgument, where: str = "topics") -> tuple[Topic, ...]:
+    """A catalogue as the API or the config gives it: a list of {id, title, purpose?,
+    default_urgency?} (`fault` is ConfigError for the config, BadArgument for the API)."""
+    shape = "{" + ", ".join(_TOPIC_KEYS) + "}"
     if type(raw) is not list:
-        raise ConfigError("[notifications] topics is a list of tables {id, title, purpose, default_urgency}")
+        raise fault(f"{where} is a list of {shape}")
     filled = []
     for i, t in enumerate(raw):
         if type(t) is not dict:
-            raise ConfigError(f"[notifications] topics[{i}] is a table {{id, title, purpose, default_urgency}}")
-        unknown = set(t) - {"id", "title", "purpose", "default_urgency"}
+            raise fault(f"{where}[{i}] is a table/object {shape}")
+        unknown = set(t) - set(_TOPIC_KEYS)
         if unknown:
-            raise ConfigError(f"[notifications] topics[{i}]: unknown keys {sorted(unknown)}")
+            raise fault(f"{where}[{i}]: unknown keys {sorted(unknown)}")
         filled.append({"purpose": "", "default_urgency": "normal", **t})
     try:
         return core.parse_catalogue_body({"topics": filled})
     except RemoteError as exc:
-        raise ConfigError(f"[notifications] {exc.detail.replace('body.', '')}") from None
-
-
-def parse_topics(raw: Any) -> tuple[Topic, ...]:
-    """A catalogue from the API: a list of {id, title, purpose?, default_urgency?}."""
-    if type(raw) is not list:
-        raise BadArgument("topics is a list of {id, title, purpose, default_urgency}")
-    filled = []
-    for i, t in enumerate(raw):
-        if type(t) is not dict:
-            raise BadArgument(f"topics[{i}] is an object {{id, title, purpose, default_urgency}}")
-        unknown = set(t) - {"id", "title", "purpose", "default_urgency"}
-        if unknown:
-            raise BadArgument(f"topics[{i}]: unknown fields {sorted(unknown)}")
-        filled.append({"purpose": "", "default_urgency": "normal", **t})
-    try:
-        return core.parse_catalogue_body({"topics": filled})
-    except RemoteError as exc:
-        raise BadArgument(exc.detail.replace("body.", "")) from None
+        raise fault(exc.detail.replace("body.topics", where)) from None
 
 
 def _links(raw: Any) -> tuple[Link, ...]:
@@ -731,7 +719,7 @@ def create(agent: Agent) -> NotificationsService:
     if "topics" in cfg:
         if agent.role != BUSINESS:
             raise ConfigError("[notifications] topics is a business's catalogue: set role = \"business\"")
-        topics = _config_topics(cfg["topics"])
+        topics = parse_topics(cfg["topics"], fault=ConfigError, where="[notifications] topics")
     receipts = cfg.get("read_receipts", False)
     if type(receipts) is not bool:
         raise ConfigError("[notifications] read_receipts is true or false")
