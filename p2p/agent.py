@@ -78,6 +78,14 @@ class Timeout(RemoteError):
     code = "timeout"
 
 
+class ServiceFailed(RemoteError):
+    """A service failed on a peer's message with something other than a P2PError: a
+    fault on our side. The message is refused with a problem report (e.p.me) instead
+    of failing again on every retransmission, which would stall the relationship."""
+
+    code = "internal-error"
+
+
 class UnknownMessage(LocalError):
     code = "unknown-message"
 
@@ -577,6 +585,11 @@ class Agent:
                 service.receive(tx.peer, msg, tx)
         except RemoteError as exc:
             return self._reject(rel, exc, msg, now)
+        except Exception as exc:  # a bug in the service: never the relationship's end
+            log.error("service.failed", extra={"fields": {"relationship": rel.id, "service": service.name,
+                                                           "type": msg.type[:120], "error": type(exc).__name__,
+                                                           "detail": str(exc)[:200]}})
+            return self._reject(rel, ServiceFailed(f"{service.name} could not handle the message"), msg, now)
         handled[msg.id] = tx
         return routing.Outcome(events=(routing.Delivered(msg),))
 

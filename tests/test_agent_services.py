@@ -53,6 +53,8 @@ class EchoService:
                          (peer.id, self.name, cbor.dumps(self._count(peer.id) + 1), tx.now))
         if msg.body.get("refuse"):
             raise InvalidField("body.refuse: refused on purpose")
+        if msg.body.get("crash"):
+            raise KeyError("a bug in the service")
         tx.alert = msg.body.get("alert", True)
         if msg.type == ECHO + "/ping":
             tx.reply(Message(id=self.agent.new_id(), type=ECHO + "/pong", body={}, frm=peer.our_did,
@@ -123,6 +125,12 @@ async def test_a_refusal_undoes_the_service_writes_and_reports(tmp_path):
         assert problems[0]["code"].endswith("invalid-field") and problems[0]["pthid"] == refused["id"]
         assert a.service("echo")._count(rel_a["id"]) == 0  # the write before the refusal was undone
         assert not await a.messages(relationship=rel_a["id"], type=f"{ECHO}/note")
+        # A bug in the service (not a P2PError) refuses the message the same way, as our
+        # fault (e.p.me), instead of failing on every retransmission.
+        crashed = await _send(b, rel_b, "note", crash=True)
+        await wait_for(lambda: _true(len(problems) == 2))
+        assert problems[1]["code"] == "e.p.me.internal-error" and problems[1]["pthid"] == crashed["id"]
+        assert a.service("echo")._count(rel_a["id"]) == 0
         # The next one is taken: the relationship is not harmed by a refusal.
         await _send(b, rel_b, "note")
         await _wait_message(a, rel_a["id"], ECHO + "/note")

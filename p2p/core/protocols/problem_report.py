@@ -46,6 +46,7 @@ DESCRIPTORS: dict[str, str] = {
     **dict.fromkeys(("message-expired", "clock-skew", "invitation-expired"), "req.time"),
     **dict.fromkeys(("unknown-invitation", "invitation-used", "unexpected-message", "relationship-revoked",
                      "unsolicited-notification", "rate-limited", "agreement-required"), "req"),
+    "internal-error": "me",
 }
 
 # DIDComm's comment for each descriptor; ours is "<that> (<code>): {1}", fixed per code
@@ -58,6 +59,7 @@ _COMMENTS = {
     "msg": "Bad message.",
     "req": "Circumstances don't satisfy requirements.",
     "req.time": "Failed to satisfy timing constraints.",
+    "me": "Internal error.",
 }
 
 
