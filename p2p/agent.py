@@ -122,6 +122,11 @@ def _exclusions(include_protocol: bool, type: str | None = None) -> tuple[str, .
     return () if include_protocol or type is not None else CORE_TYPE_PREFIXES
 
 
+def _log_hook_failure(hook: str, relationship_id: str, exc: Exception) -> None:
+    log.error("service.failed", extra={"fields": {"relationship": relationship_id, "hook": hook,
+                                                   "error": type(exc).__name__, "detail": str(exc)[:200]}})
+
+
 def _agreement_of(msg: Message) -> str | None:
     """The `x-agreement` hash a message was sent under (spec/17 §17.7), as hex."""
     value = msg.extensions.get(terms.X_AGREEMENT) if msg.extensions else None
@@ -573,6 +578,9 @@ class Agent:
                 hook(peer, msg)
         except RemoteError as exc:
             return self._reject(rel, exc, msg, now)
+        except Exception as exc:  # a fault of ours: refuse once, as in _serve
+            _log_hook_failure("admit", rel.id, exc)
+            return self._reject(rel, ServiceFailed("the admission check failed"), msg, now)
         return outcome
 
     def _serve(self, rel: _Relationship, service: Any, msg: Message, now: int,
@@ -710,8 +718,7 @@ class Agent:
                 log.info("problem.received", extra={"fields": {"relationship": rel.id, "code": report.code}})
                 hub.publish("problem.received", relationship=rel.id, code=report.code, pthid=report.pthid,
                             comment=problem_report.render(report))
-                for hook in self._hooks["problem"]:
-                    hook(rel.peer(self.role), report)
+                self._notify_hooks("problem", rel.peer(self.role), report)
                 waiter = self._waiters.get(report.pthid)
                 if waiter is not None:
                     waiter.result = SetupRefused(report.error_code, "the peer answered with a problem report")
@@ -736,16 +743,21 @@ class Agent:
         link = session.link if session is not None else None
         return link is not None and message_id in link.in_flight.values()
 
+    def _notify_hooks(self, name: str, peer: Peer, *args: Any) -> None:
+        """Hooks that report what happened (already committed): a failing one is
+        logged and the others still run; it never breaks delivery."""
+        for hook in self._hooks[name]:
+            try:
+                hook(peer, *args)
+            except Exception as exc:
+                _log_hook_failure(name, peer.id, exc)
+
     def _activated(self, rel: _Relationship) -> None:
-        for hook in self._hooks["activated"]:
-            hook(rel.peer(self.role))
+        self._notify_hooks("activated", rel.peer(self.role))
 
     def acked(self, session: Session, message_ids: list[str]) -> None:
-        hooks = self._hooks["acked"]
-        if hooks:
-            peer = session.state.peer(self.role)
-            for hook in hooks:
-                hook(peer, message_ids)
+        if self._hooks["acked"]:
+            self._notify_hooks("acked", session.state.peer(self.role), message_ids)
         if self.hub.active:
             for mid in message_ids:
                 self.hub.publish("message.state", id=mid, relationship=session.rel_id, state="delivered")

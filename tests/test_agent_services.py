@@ -41,6 +41,7 @@ class EchoService:
         self.agent = agent
         self.activated_peers: list[str] = []
         self.acked_ids: list[str] = []
+        self.fail_acked = False
 
     def _count(self, rel_id: str) -> int:
         rows = self.agent.store.query("SELECT state FROM protocol_state WHERE relationship_id = ? AND protocol = ?",
@@ -64,12 +65,16 @@ class EchoService:
     def admit(self, peer, msg: Message) -> None:
         if msg.type == BASIC and msg.body.get("content") == "blocked":
             raise UnexpectedMessage("blocked by the admit hook")
+        if msg.type == BASIC and msg.body.get("content") == "admit-crash":
+            raise RuntimeError("a bug in the admission check")
 
     def activated(self, peer) -> None:
         self.activated_peers.append(peer.id)
 
     def acked(self, peer, message_ids) -> None:
         self.acked_ids.extend(message_ids)
+        if self.fail_acked:
+            raise RuntimeError("a bug in the acked hook")
 
     def export(self, relationship_id: str) -> dict:
         return {"echo": {"seen": self._count(relationship_id)}}
@@ -152,6 +157,14 @@ async def test_admit_hook_refuses_and_mute_drops_the_alert(tmp_path):
         blocked = await b.send(rel_b["id"], type=BASIC, body={"content": "blocked"})
         await wait_for(lambda: _true(bool(problems)))
         assert problems[0]["pthid"] == blocked["id"]
+        # a fault in a hook is ours: the admit check refuses once (e.p.me), and a failing
+        # acked hook does not stop delivery
+        b.service("echo").fail_acked = True
+        crashed = await b.send(rel_b["id"], type=BASIC, body={"content": "admit-crash"})
+        await wait_for(lambda: _true(len(problems) == 2))
+        assert problems[1]["code"] == "e.p.me.internal-error" and problems[1]["pthid"] == crashed["id"]
+        assert crashed["id"] in b.service("echo").acked_ids
+        b.service("echo").fail_acked = False
         assert not [e for e in events if e["event"] == "message.received"]
 
         muted = await a.update_relationship(rel_a["id"], muted=True)
