@@ -269,6 +269,26 @@ def test_eof_inside_chunked_message():
         b.receive_eof()
 
 
+def test_a_bad_frame_does_not_lose_the_good_messages_read_with_it():
+    # spec/09 §9.5: the messages completed before a faulty frame in the same read are
+    # returned (they were authenticated); the fault comes with the next call, for good.
+    ti, tr = transports()
+    a, b = Channel(ti, chunk_size=8), Channel(tr)
+    wire = bytearray(a.send(b"first") + a.send(b"second, in two chunks") + a.send(b"third"))
+    wire[-3] ^= 0x40  # inside the last frame's tag
+    assert b.receive_data(bytes(wire)) == [b"first", b"second, in two chunks"]
+    with pytest.raises(TransportDecryptFailed):
+        b.receive_data(b"")
+    with pytest.raises(StateError):
+        b.receive_data(a.send(b"more"))
+    # the same at end of stream: the deferred fault wins over a clean EOF
+    ti, tr = transports()
+    a, b = Channel(ti), Channel(tr)
+    assert b.receive_data(a.send(b"ok") + b"\x00\x00") == [b"ok"]  # then an empty frame: no tag
+    with pytest.raises(TransportDecryptFailed):
+        b.receive_eof()
+
+
 @settings(max_examples=200, deadline=None)
 @given(data=st.data())
 def test_wire_mutation_never_yields_wrong_data(data):

@@ -203,6 +203,30 @@ async def test_fault_after_handshake_closes_only_that_connection(server, caplog,
     await legit_exchange(port)
 
 
+async def test_good_message_in_the_same_write_as_a_bad_frame_is_still_taken(server, caplog):
+    # spec/09 §9.5: what was complete and authentic before the fault is delivered; the
+    # fault then closes the connection.
+    taken = []
+
+    async def record(served):
+        async for message in served:
+            taken.append(message)
+            if message == b"hi":
+                await served.send(message)
+
+    port, stats = await server(TransportLimits(handshake_timeout=20), handler=record)
+    conn = await _established(port)
+    wire = bytearray(conn._channel.send(b"good") + conn._channel.send(b"x" * 50))
+    wire[-1] ^= 0x80
+    await conn._stream.send_all(bytes(wire))
+    with trio.fail_after(2), pytest.raises(ConnectionClosed):
+        await conn.receive()
+    assert taken == [b"hi", b"good"]
+    with trio.fail_after(2):
+        while not any(r.getMessage().endswith("closed: transport-decrypt-failed") for r in caplog.records):
+            await trio.sleep(0.01)
+
+
 async def _misbehave(conn, stream, fault):
     if fault == "garbage-frame":
         await stream.send_all(encode_frame(random.Random(4).randbytes(200)))

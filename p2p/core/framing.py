@@ -194,6 +194,7 @@ class Channel:
         "_parts",
         "_partial_len",
         "_failed",
+        "_deferred",
     )
 
     def __init__(
@@ -223,6 +224,7 @@ class Channel:
         self._parts: list[bytes] = []
         self._partial_len = 0
         self._failed = False
+        self._deferred: RemoteError | None = None
 
     # -- sending ---------------------------------------------------------------
 
@@ -260,16 +262,40 @@ class Channel:
     # -- receiving -------------------------------------------------------------
 
     def receive_data(self, data: bytes) -> list[bytes]:
+        """The application messages `data` completes. On a fault, the messages that
+        were complete before the faulty frame are returned first (they were
+        authenticated) and the fault is raised by the next call: a peer's valid
+        messages are never lost to a later bad frame in the same read."""
+        self._raise_deferred()
         if self._failed:
             raise StateError("channel receive side failed earlier")
+        messages: list[bytes] = []
+        reader = self._reader
         try:
-            return self._receive(self._reader.receive_data(data))
-        except RemoteError:
-            self._failed = True
+            reader.feed(data)
+            while (frame := reader.next_frame()) is not None:
+                message = self._chunk(frame)
+                if message is not None:
+                    messages.append(message)
+        except RemoteError as exc:
             self._parts.clear()
+            self._partial_len = 0
+            if messages:
+                self._deferred = exc
+                return messages
+            self._failed = True
             raise
+        return messages
+
+    def _raise_deferred(self) -> None:
+        exc = self._deferred
+        if exc is not None:
+            self._deferred = None
+            self._failed = True
+            raise exc
 
     def receive_eof(self) -> None:
+        self._raise_deferred()
         if self._failed:
             raise StateError("channel receive side failed earlier")
         try:
@@ -281,32 +307,29 @@ class Channel:
             self._parts.clear()
             raise
 
-    def _receive(self, frames: list[bytes]) -> list[bytes]:
-        messages = []
-        transport = self.transport
-        for frame in frames:
-            plaintext = transport.decrypt(frame)
-            if not plaintext:
-                raise MalformedFrame("transport plaintext without chunk header")
-            flags = plaintext[0]
-            if flags & _RESERVED:
-                raise MalformedFrame(f"reserved chunk flags set: {flags:#04x}")
-            if flags & FLAG_REKEY:
-                transport.rekey_receive()
-            size = len(plaintext) - CHUNK_HEADER_LEN
-            if self._partial_len + size > self.max_message:
-                raise TooLarge(f"reassembled message over {self.max_message} bytes")
-            if flags & FLAG_MORE:
-                if not size:
-                    raise MalformedFrame("empty non-final chunk")
-                self._parts.append(plaintext[CHUNK_HEADER_LEN:])
-                self._partial_len += size
-                continue
-            if self._parts:
-                self._parts.append(plaintext[CHUNK_HEADER_LEN:])
-                messages.append(b"".join(self._parts))
-                self._parts.clear()
-                self._partial_len = 0
-            else:
-                messages.append(plaintext[CHUNK_HEADER_LEN:])
-        return messages
+    def _chunk(self, frame: bytes) -> bytes | None:
+        """One transport frame in; the message it completes, if any."""
+        plaintext = self.transport.decrypt(frame)
+        if not plaintext:
+            raise MalformedFrame("transport plaintext without chunk header")
+        flags = plaintext[0]
+        if flags & _RESERVED:
+            raise MalformedFrame(f"reserved chunk flags set: {flags:#04x}")
+        if flags & FLAG_REKEY:
+            self.transport.rekey_receive()
+        size = len(plaintext) - CHUNK_HEADER_LEN
+        if self._partial_len + size > self.max_message:
+            raise TooLarge(f"reassembled message over {self.max_message} bytes")
+        if flags & FLAG_MORE:
+            if not size:
+                raise MalformedFrame("empty non-final chunk")
+            self._parts.append(plaintext[CHUNK_HEADER_LEN:])
+            self._partial_len += size
+            return None
+        if self._parts:
+            self._parts.append(plaintext[CHUNK_HEADER_LEN:])
+            message = b"".join(self._parts)
+            self._parts.clear()
+            self._partial_len = 0
+            return message
+        return plaintext[CHUNK_HEADER_LEN:]
