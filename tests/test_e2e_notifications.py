@@ -174,6 +174,9 @@ def test_broadcast_reaches_every_subscriber(shop):
     for c in customers[:2]:
         received = c.api.request("GET", "/notifications", query={"topic": "offers"})["notifications"]
         assert len(received) == 2 and received[-1]["status"] == "received"  # the probe, the broadcast
+        # what the customer's application shows: the notify's own content
+        assert (received[-1]["title"], received[-1]["body"]) == ("Sale", "10% off")
+        assert received[-1]["actions"] == [{"id": "show", "label": "Show me"}]
     assert not customers[2].api.request("GET", "/notifications", query={"topic": "offers"})["notifications"]
 
 

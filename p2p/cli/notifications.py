@@ -49,6 +49,12 @@ def _print_notification(n: dict) -> None:
     if n.get("refused"):
         extra += f"  refused: {n['refused']}"
     print(f"{n['id']}  {n['topic']}  {n['status']}  {_when(n['created_time'])}{extra}")
+    if n.get("title"):
+        print(f"  {n['title']}" + (f": {n['body']}" if n.get("body") else ""))
+        for link in n.get("links") or ():
+            print(f"  link: {link['title']} <{link['url']}>")
+        if n.get("actions"):
+            print("  answers: " + ", ".join(f"{a['id']} ({a['label']})" for a in n["actions"]))
 
 
 def _print_subscriptions(s: dict) -> None:

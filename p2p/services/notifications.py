@@ -269,6 +269,17 @@ class NotificationsService:
             out["refused"] = row.refused
         return out
 
+    def _full_view(self, row: nstore.Row) -> dict:
+        """The view with what the notify said (from the archive): what a customer's
+        application shows, and what a business sent."""
+        out = self._view(row)
+        n = self._archived_notify(row.message_id, row.relationship_id, "out" if self.side == BUSINESS else "in")
+        if n is not None:
+            out.update(title=n.title, body=n.text, urgency=n.urgency, expires_time=n.expires_time,
+                       links=[{"title": x.title, "url": x.url} for x in n.links],
+                       actions=[{"id": x.id, "label": x.label} for x in n.actions])
+        return out
+
     def _status_event(self, row: nstore.Row, status: str) -> dict:
         return {"id": row.message_id, "relationship": row.relationship_id, "topic": row.topic, "status": status,
                 "broadcast": row.broadcast_id}
@@ -580,7 +591,7 @@ class NotificationsService:
         row = nstore.get(self.store, notification_id, side=self.side)
         if row is None:
             raise UnknownNotification(f"no notification {notification_id!r}")
-        return self._view(row)
+        return self._full_view(row)
 
     async def notifications(self, *, relationship: str | None = None, topic: str | None = None,
                             status: str | None = None, after: int | None = None, limit: int = 100) -> dict:
@@ -594,7 +605,7 @@ class NotificationsService:
         rows = nstore.listing(self.store, side=self.side, relationship_id=relationship, topic=topic,
                               statuses=statuses, after=after, limit=limit + 1)
         page, more = rows[:limit], len(rows) > limit
-        views = [self._view(r) for r in page]
+        views = [self._full_view(r) for r in page]
         if status in ("queued", "sent"):
             views = [v for v in views if v["status"] == status]
         return {"notifications": views, "next_after": page[-1].cursor if more else None}
