@@ -117,9 +117,6 @@ CORE_TYPE_PREFIXES: tuple[str, ...] = tuple(sorted(
     f.id.rsplit(".", 1)[0] + "." for f in routing.CORE_FEATURES if f.feature_type == "protocol"))
 
 
-def _exclusions(include_protocol: bool, type: str | None = None) -> tuple[str, ...]:
-    # A type asked for by name is shown whatever it is.
-    return () if include_protocol or type is not None else CORE_TYPE_PREFIXES
 
 
 def _log_hook_failure(hook: str, relationship_id: str, exc: Exception) -> None:
@@ -289,6 +286,10 @@ class Agent:
         self.features += tuple(f for s in self.services for f in s.features)
         self._by_protocol = {message.piuri(s.protocol + "/x")[:3]: s for s in self.services}
         self._service_cache: dict[str, Any] = {}
+        # Types left out of the application's default views (inbox, threads): the core
+        # protocols' and the services' machinery (a catalogue, a subscription change,
+        # the terms negotiation); their own routes show what they mean.
+        self._quiet = CORE_TYPE_PREFIXES + tuple(q for s in self.services for q in getattr(s, "quiet", ()))
         self._hooks = {name: [getattr(s, name) for s in self.services if hasattr(s, name)]
                        for name in ("admit", "outbound", "acked", "problem", "activated", "export",
                                     "relationship_updated")}
@@ -582,6 +583,10 @@ class Agent:
             _log_hook_failure("admit", rel.id, exc)
             return self._reject(rel, ServiceFailed("the admission check failed"), msg, now)
         return outcome
+
+    def _exclusions(self, include_protocol: bool, type: str | None = None) -> tuple[str, ...]:
+        # A type asked for by name is shown whatever it is.
+        return () if include_protocol or type is not None else self._quiet
 
     def _serve(self, rel: _Relationship, service: Any, msg: Message, now: int,
                handled: dict[str, Received]) -> routing.Outcome:
@@ -1212,7 +1217,7 @@ class Agent:
         if not isinstance(limit, int) or not 0 < limit <= MAX_LIST:
             raise BadArgument(f"limit is 1..{MAX_LIST}")
         rows = self.store.archived(relationship_id=relationship, thid=thid, direction=direction, type=type,
-                                   after=after, limit=limit, exclude_type_prefixes=_exclusions(include_protocol, type))
+                                   after=after, limit=limit, exclude_type_prefixes=self._exclusions(include_protocol, type))
         return [self._archived_dict(a) for a in rows]
 
     async def get_message(self, message_id: str, *, relationship: str | None = None) -> dict:
@@ -1225,7 +1230,7 @@ class Agent:
         """The messages of one thread, in order; application messages only unless
         `include_protocol`. Raises UnknownThread if the thread has no message at all
         (a thread of protocol messages only is an empty list by default)."""
-        rows = self.store.archived(thid=thid, limit=MAX_LIST, exclude_type_prefixes=_exclusions(include_protocol))
+        rows = self.store.archived(thid=thid, limit=MAX_LIST, exclude_type_prefixes=self._exclusions(include_protocol))
         if not rows and (include_protocol or not self.store.archived(thid=thid, limit=1)):
             raise UnknownThread(f"no message in thread {thid!r}")
         return [self._archived_dict(a) for a in rows]

@@ -18,6 +18,10 @@ Hooks a service MAY also define (the Agent looks them up once, at start):
   of this protocol (committed already; the service writes in its own transaction).
 - `activated(peer)`: the relationship became active (both sides can send).
 - `export(relationship_id) -> dict`: the protocol's part of a relationship's export.
+
+and MAY set `quiet`: message types (or type prefixes) its own routes present, which the
+application's default message views (inbox, threads) leave out, like the core
+protocols' traffic; `include_protocol` shows them.
 """
 
 from __future__ import annotations

@@ -204,6 +204,9 @@ def _topics_view(topics: tuple[Topic, ...]) -> list[dict]:
 class NotificationsService:
     name = NAME
     protocol = core.PROTOCOL
+    # The settings traffic; notifies and quick replies stay in the inbox.
+    quiet = (core.CATALOGUE_TYPE, core.SUBSCRIBE_TYPE, core.UNSUBSCRIBE_TYPE, core.PREFERENCES_TYPE,
+             core.READ_TYPE)
 
     def __init__(self, agent: Agent, *, topics: tuple[Topic, ...] = (), read_receipts: bool = False) -> None:
         self.agent = agent

@@ -119,6 +119,7 @@ def create(agent: Agent) -> TermsService:
 class TermsService:
     name = NAME
     protocol = core.PROTOCOL
+    quiet = (core.PROTOCOL + "/",)  # the negotiation: its routes show the agreements
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
