@@ -292,7 +292,7 @@ class Agent:
         self._quiet = CORE_TYPE_PREFIXES + tuple(q for s in self.services for q in getattr(s, "quiet", ()))
         self._hooks = {name: [getattr(s, name) for s in self.services if hasattr(s, name)]
                        for name in ("admit", "outbound", "acked", "problem", "activated", "export",
-                                    "relationship_updated")}
+                                    "relationship_updated", "started")}
 
     @classmethod
     def open(cls, config: Config, **kwargs: Any) -> Agent:
@@ -328,6 +328,11 @@ class Agent:
                 limits=cfg.limits, stats=self.listener_stats, task_status=task_status))
             self._set_endpoint(port)
             await nursery.start(self.sessions.run)
+            for hook in self._hooks["started"]:  # e.g. offer a changed catalogue to every peer
+                try:
+                    hook()
+                except Exception as exc:
+                    _log_hook_failure("started", "-", exc)
             nursery.start_soon(self._timers)
             nursery.start_soon(self._checkpoints)
             log.info("agent.started", extra={"fields": {"did_key": fingerprint(self.keys.agreement.public),

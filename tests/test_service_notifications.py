@@ -326,3 +326,19 @@ async def _received(agent, mid):
 
 async def _has_action(bs, nid):
     return (await bs.notification(nid))["action"] == "track"
+
+
+async def test_a_catalogue_changed_in_the_config_reaches_existing_customers(shop_factory):
+    shop = await shop_factory(topics=TOPICS[:1])
+    cs, rel_c = shop.cs(0), shop.rel_at_customer[0]
+    await until(lambda: _catalogue_is(cs, rel_c, ["orders"]))
+    await shop.rb.stop()
+    shop.rb.cfg = dataclasses.replace(shop.rb.cfg, services={"notifications": {"topics": TOPICS}})
+    business = await shop.rb.start()
+    await until(lambda: _catalogue_is(cs, rel_c, ["orders", "offers", "service-status"]))
+    # the same catalogue at the next start is not offered again
+    await shop.rb.stop()
+    business = await shop.rb.start()
+    await trio.sleep(0.5)
+    sent = await business.messages(type=core.CATALOGUE_TYPE, direction="out")
+    assert len(sent) == 2

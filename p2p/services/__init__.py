@@ -17,6 +17,7 @@ Hooks a service MAY also define (the Agent looks them up once, at start):
 - `problem(peer, report)`: a problem report arrived; its `pthid` may name a thread
   of this protocol (committed already; the service writes in its own transaction).
 - `activated(peer)`: the relationship became active (both sides can send).
+- `started()`: the agent is listening and delivering (each run, once).
 - `export(relationship_id) -> dict`: the protocol's part of a relationship's export.
 
 and MAY set `quiet`: message types (or type prefixes) its own routes present, which the

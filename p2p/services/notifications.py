@@ -361,6 +361,21 @@ class NotificationsService:
 
     # --- Service hooks ----------------------------------------------------------------------
 
+    def started(self) -> None:
+        """A business's catalogue may have changed while it was down (config.toml):
+        offer it to every customer whose mirror holds another one, so existing
+        customers see new topics, not only new customers."""
+        if self.side != BUSINESS or not self.catalogue:
+            return
+        states = nstore.load_states(self.store)
+        stale = [p for p in self.agent.peers()
+                 if (blob := states.get(p.id)) is None or decode_audience(blob, self._catalogues).catalogue
+                 != self.catalogue]
+        if stale:
+            offered = self._offer(stale, self.catalogue)
+            log.info("notification.catalogue", extra={"fields": {"topics": len(self.catalogue),
+                                                                  "offered_to": offered}})
+
     def activated(self, peer: Peer) -> None:
         try:
             if self.side == BUSINESS:
