@@ -18,6 +18,14 @@ from daemon_harness import BASIC, Cluster, wait_for
 
 pytestmark = pytest.mark.slow
 
+# The README's shop, once it is a business.
+BUSINESS_CONFIG = {
+    "role": "business",
+    "notifications": {"topics": [{"id": "orders", "title": "Your orders",
+                                  "purpose": "shipping and delivery of what you bought"}]},
+    "terms": {"accept": ["p2p:terms:service-only", "p2p:terms:no-third-party", "p2p:terms:delete-on-revoke"]},
+}
+
 
 def p2p(daemon, *args, ok=True):
     result = daemon.run_cli(*args, check=False)
@@ -114,6 +122,56 @@ def test_first_session(tmp_path):
         # A clean stop removes api.json, so the next command says "not running".
         assert not (shop.home / "api.json").exists()
         assert p2p(shop, "status", ok=False).returncode == 3
+
+        # The README goes on: the shop becomes a business (role, catalogue, terms policy).
+        shop.extra_config = BUSINESS_CONFIG
+        shop.write_config()
+        shop.start()
+        bea.start()
+        subs = wait_for(lambda: (lambda o: o if "orders" in o else None)(
+            p2p(bea, "notifications", "subscriptions", "Acme Shop").stdout), timeout=20, what="the catalogue")
+        assert "Your orders" in subs and "shipping and delivery" in subs  # offered to an existing customer
+
+        proffer = p2p(bea, "terms", "proffer", "Acme Shop", "service-only", "no-third-party").stdout
+        assert proffer.startswith("proffered to Acme Shop")
+        agreement = wait_for(lambda: (lambda o: o if "accepted" in o else None)(
+            p2p(bea, "terms", "list", "Acme Shop").stdout), timeout=15, what="the agreement")
+        assert agreement.startswith("* ") and "no-third-party, service-only" in agreement
+
+        subscribed = p2p(bea, "notifications", "subscribe", "Acme Shop", "orders").stdout
+        assert subscribed.splitlines()[1].split()[:2] == ["orders", "yes"]
+        wait_for(lambda: p2p(shop, "notifications", "send", "Bea", "orders", "Order 1234 shipped",
+                             "It left the warehouse this morning.", ok=False).returncode == 0,
+                 timeout=15, what="the shop's mirror of the subscription")
+        listing = wait_for(lambda: (lambda o: o if "received" in o else None)(
+            p2p(bea, "notifications", "list").stdout), timeout=15, what="the notification")
+        assert "Order 1234 shipped: It left the warehouse this morning." in listing
+        # a topic Bea did not choose is refused by the shop's own agent
+        refused = p2p(shop, "notifications", "send", "Bea", "offers", "Sale", ok=False)
+        assert refused.returncode != 0 and "Traceback" not in refused.stderr
+
+        opened = p2p(bea, "tickets", "open", "Acme Shop", "Scratched lid", "--text", "The lid arrived scratched.")
+        ticket = opened.stdout.split()[0]
+        assert "open" in opened.stdout and "Scratched lid" in opened.stdout
+        wait_for(lambda: ticket in p2p(shop, "tickets", "list").stdout, timeout=15, what="the ticket at the shop")
+        replied = p2p(shop, "tickets", "reply", ticket, "Sorry! A new lid is on its way.").stdout
+        assert "waiting_on_customer" in replied
+        shown = wait_for(lambda: (lambda o: o if "new lid" in o else None)(p2p(bea, "tickets", "show", ticket).stdout),
+                         timeout=15, what="the reply at Bea")
+        assert "me    open: Scratched lid / The lid arrived scratched." in shown
+
+        issued = p2p(shop, "ownership", "issue", "Bea", "Kettle K2", "SN-20931", "--purchased", "2026-11-20",
+                     "--warranty-end", "2028-11-20").stdout
+        assert "issued" in issued and "Kettle K2 #SN-20931" in issued
+        held = wait_for(lambda: (lambda o: o if "active" in o else None)(p2p(bea, "ownership", "list").stdout),
+                        timeout=15, what="the record at Bea")
+        assert "Kettle K2 #SN-20931  bought 2026-11-20, warranty to 2028-11-20" in held
+        recall = p2p(shop, "ownership", "update", "recall", "Kettle K2", "Lid hinge may break",
+                     "--range", "SN-20000", "SN-29999").stdout
+        assert recall.startswith("update ") and "sent to 1 owner(s)" in recall
+        wait_for(lambda: any(m["type"].endswith("/ownership/1.0/update")
+                             for m in json.loads(p2p(bea, "inbox", "--json").stdout)), timeout=15, what="the recall")
+        assert p2p(bea, "mute", "Acme Shop").stdout.startswith("muted Acme Shop")
 
 
 def test_cli_names_the_peer_and_keeps_protocol_traffic_out_of_the_inbox(tmp_path):
