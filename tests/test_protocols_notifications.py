@@ -53,6 +53,14 @@ def test_subscribe_is_mirrored():
     # the snapshot repairs a mirror that missed everything
     fresh = N.Audience(catalogue=aud.catalogue).receive(wire(prefs))
     assert fresh.topics == subs3.topics and fresh.rate_limit == N.RateLimit(1, 86400) and fresh.revision == 3
+    # A customer whose counter went back (a restored backup) resynchronises with a
+    # snapshot: it applies whatever its revision, and later changes count from it.
+    behind, snap = N.Subscriptions(catalogue=subs3.catalogue).preferences(id="p0", frm=CUS, to=BIZ, now=NOW)
+    assert snap.body["revision"] == 1 < fresh.revision
+    resynced = fresh.receive(wire(snap))
+    assert resynced.topics == frozenset() and resynced.revision == 1
+    behind, sub = behind.subscribe(["orders"], id="s2", frm=CUS, to=BIZ, now=NOW)
+    assert resynced.receive(wire(sub)).topics == {"orders"}
 
 
 def test_notify_reaches_the_customer_with_actions_and_links():

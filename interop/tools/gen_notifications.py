@@ -347,11 +347,24 @@ def terms_withdraw(t: dict) -> None:
            "invalid-agreement")
 
 
+def notifications_resync() -> None:
+    """Added later: a preferences snapshot applies even below the mirror's revision (a
+    customer whose counter went back resynchronises with it, spec/16 §16.3)."""
+    prefs = ops.notif_subscribe({"kind": "preferences", "catalogue": CATALOGUE, "subscribed": ["orders"],
+                                 "revision": 2, "rate_limit": {"max": 3, "window": 86400},
+                                 "message_id": "prefs-1", "now": NOW + 120, **C2B})
+    accept("notif-mirror-preferences-behind", "a snapshot whose revision (3) is below the mirror's (7) still "
+           "replaces it, and the mirror counts from 3", "notif_mirror",
+           {"catalogue": CATALOGUE, "subscribed": ["offers.weekly", "security"], "revision": 7,
+            "message": prefs["message"]})
+
+
 def main() -> None:
     notify = notifications()
     t = terms()
     notifications_read(notify)
     terms_withdraw(t)
+    notifications_resync()
     VECTORS.write()
 
 

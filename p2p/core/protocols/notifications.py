@@ -536,14 +536,17 @@ class Audience:
         return replace(self, catalogue=cat, topics=frozenset(self.topics & ids)), msg
 
     def receive(self, msg: Message) -> Audience:
-        """Apply a subscribe, unsubscribe or preferences. A revision not above the
-        mirror's is stale (a duplicate or overtaken) and changes nothing."""
+        """Apply a subscribe, unsubscribe or preferences. A subscribe or unsubscribe whose
+        revision is not above the mirror's is stale (a duplicate or overtaken) and
+        changes nothing. A preferences snapshot always applies: it is the customer's
+        whole state, and the way a customer whose counter went back (a restored backup)
+        resynchronises; the mirror then counts from its revision (spec/16 §16.3)."""
         change = parse_change(msg)
         ids = {t.id for t in self.catalogue}
         for t in change.topics:
             if t not in ids and change.kind != "unsubscribe":
                 raise UnknownTopic(f"{t!r} is not in the catalogue")
-        if change.revision <= self.revision:
+        if change.revision <= self.revision and change.kind != "preferences":
             return self
         if change.kind == "subscribe":
             topics = self.topics | set(change.topics)
