@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .sqlite import SQLiteStore
+from .sqlite import SQLiteStore, paged_select
 
 PROTOCOL = "notifications"
 CATALOGUE_KEY = "notifications.catalogue"
@@ -152,21 +152,11 @@ def get_many(store: SQLiteStore, relationship_id: str, message_ids: Sequence[str
 def listing(store: SQLiteStore, *, side: str, relationship_id: str | None = None, topic: str | None = None,
             statuses: Sequence[str] = (), after: int | None = None, limit: int = 100) -> list[Row]:
     status, from_ = _status_sql(side)
-    where, args = [], []
-    for column, value in (("relationship_id", relationship_id), ("topic", topic)):
-        if value is not None:
-            where.append(f"n.{column} = ?")
-            args.append(value)
-    if statuses:
-        where.append(f"({status}) IN ({','.join('?' * len(statuses))})")
-        args.extend(statuses)
-    if after is not None:
-        where.append("n.rowid > ?")
-        args.append(after)
-    sql = f"SELECT {_COLS}, {status} FROM {from_}"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return [_row(r) for r in store.query(sql + " ORDER BY n.rowid LIMIT ?", (*args, limit))]
+    sql, args = paged_select(
+        f"SELECT {_COLS}, {status} FROM {from_}", equal=(("n.relationship_id", relationship_id), ("n.topic", topic)),
+        where=[(f"({status}) IN ({','.join('?' * len(statuses))})", statuses)] if statuses else (),
+        order="n.rowid", after=after, limit=limit)
+    return [_row(r) for r in store.query(sql, args)]
 
 
 def set_read(store: SQLiteStore, message_id: str, relationship_id: str, at: int) -> None:

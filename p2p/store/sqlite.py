@@ -92,6 +92,26 @@ _OUT_COLS = ("message_id, relationship_id, thread_id, seq, payload, state, attem
 _LIVE = "('queued', 'sent')"  # outbox states that still want delivery
 
 
+def paged_select(select: str, *, equal: Sequence[tuple[str, object]] = (), where: Sequence[tuple[str, Sequence]] = (),
+                 order: str, after: object = None, limit: int) -> tuple[str, tuple]:
+    """`select` with ` WHERE ...` for every (column, value) of `equal` whose value is not
+    None and every extra (condition, args) of `where`, then rows after `after` in
+    `order` (a column), at most `limit`: the listing every store module pages the same way."""
+    conds, args = [], []
+    for column, value in equal:
+        if value is not None:
+            conds.append(f"{column} = ?")
+            args.append(value)
+    for cond, cond_args in where:
+        conds.append(cond)
+        args.extend(cond_args)
+    if after is not None:
+        conds.append(f"{order} > ?")
+        args.append(after)
+    sql = select + (" WHERE " + " AND ".join(conds) if conds else "") + f" ORDER BY {order} LIMIT ?"
+    return sql, (*args, limit)
+
+
 def _relationship(r: tuple) -> Relationship:
     return Relationship(r[0], r[1], r[2], r[3], r[4], r[5], r[6], RelationshipState(r[7]),
                         r[8], r[9], r[10], r[11], r[12], r[13], r[14], r[15], r[16], bool(r[17]),
@@ -826,23 +846,14 @@ class SQLiteStore:
         """Archived messages matching every given filter, by increasing cursor;
         `exclude_type_prefixes` leaves out every type that starts with one of them
         (compared exactly and case-sensitively, unlike LIKE)."""
-        where, args = [], []
-        for column, value in (("relationship_id", relationship_id), ("thid", thid), ("direction", direction),
-                              ("type", type)):
-            if value is not None:
-                where.append(f"a.{column} = ?")
-                args.append(value)
-        for prefix in exclude_type_prefixes:
-            where.append("substr(a.type, 1, ?) != ?")
-            args.extend((len(prefix), prefix))
-        if after is not None:
-            where.append("a.cursor > ?")
-            args.append(after)
-        sql = f"SELECT {_ARC_COLS} FROM {_ARC_FROM}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
+        sql, args = paged_select(
+            f"SELECT {_ARC_COLS} FROM {_ARC_FROM}",
+            equal=(("a.relationship_id", relationship_id), ("a.thid", thid), ("a.direction", direction),
+                   ("a.type", type)),
+            where=[("substr(a.type, 1, ?) != ?", (len(p), p)) for p in exclude_type_prefixes],
+            order="a.cursor", after=after, limit=limit)
         with self._lock:
-            rows = self._conn.execute(sql + " ORDER BY a.cursor LIMIT ?", (*args, limit)).fetchall()
+            rows = self._conn.execute(sql, args).fetchall()
         return [_archived(r) for r in rows]
 
     def get_archived(self, message_id: str, *, relationship_id: str | None = None,

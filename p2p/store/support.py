@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass
 
 from . import SQLiteStore
+from .sqlite import paged_select
 
 _COLS = ("rowid, relationship_id, id, opened_by, state, subject, category, priority, assignee, rating, "
          "rating_comment, created_at, updated_at, withdrawn, revision")
@@ -56,20 +57,10 @@ def find(store: SQLiteStore, ticket_id: str, *, limit: int = 2) -> list[TicketRo
 
 def listing(store: SQLiteStore, *, relationship_id: str | None = None, state: str | None = None,
             after: int | None = None, limit: int = 100) -> list[TicketRow]:
-    where, args = [], []
-    if relationship_id is not None:
-        where.append("relationship_id = ?")
-        args.append(relationship_id)
-    if state is not None:
-        where.append("state = ?")
-        args.append(state)
-    if after is not None:
-        where.append("rowid > ?")
-        args.append(after)
-    sql = f"SELECT {_COLS} FROM tickets"
-    if where:
-        sql += " WHERE " + " AND ".join(where)
-    return [_row(r) for r in store.query(sql + " ORDER BY rowid LIMIT ?", (*args, limit))]
+    sql, args = paged_select(f"SELECT {_COLS} FROM tickets",
+                             equal=(("relationship_id", relationship_id), ("state", state)),
+                             order="rowid", after=after, limit=limit)
+    return [_row(r) for r in store.query(sql, args)]
 
 
 def save(store: SQLiteStore, *, relationship_id: str, id: str, opened_by: str, state: str, subject: str,
