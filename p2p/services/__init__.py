@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from p2p.core.envelope import SigningKey
@@ -98,8 +99,27 @@ class Service(Protocol):
         nor tells the application."""
 
 
+def one_by_id(item_id: str, relationship: str | None, *, get: Callable[[str, str], Any],
+              find: Callable[[str], list], unknown: type[Exception], ambiguous: type[Exception],
+              what: str) -> Any:
+    """A ticket, an agreement...: ids a peer may choose are unique per relationship
+    only, so an id alone must name exactly one (`relationship` disambiguates)."""
+    if relationship is not None:
+        row = get(relationship, item_id)
+        if row is None:
+            raise unknown(f"no {what} {item_id!r} on relationship {relationship!r}")
+        return row
+    found = find(item_id)
+    if not found:
+        raise unknown(f"no {what} {item_id!r}")
+    if len(found) > 1:
+        raise ambiguous(f"{what} id {item_id!r} names {what}s on several relationships; "
+                        "name one with ?relationship= (--connection)")
+    return found[0]
+
+
 def load(agent: Agent) -> list[Any]:
     return [importlib.import_module(f"p2p.services.{name}").create(agent) for name in SERVICES]
 
 
-__all__ = ["SERVICES", "CUSTOMER", "BUSINESS", "Peer", "Received", "Service", "load"]
+__all__ = ["SERVICES", "CUSTOMER", "BUSINESS", "Peer", "Received", "Service", "load", "one_by_id"]

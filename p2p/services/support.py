@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import logging
+from functools import partial
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
@@ -30,7 +31,7 @@ from p2p.core.protocols.errors import UnexpectedMessage
 from p2p.core.protocols.problem_report import ProblemReport
 from p2p.core.protocols.support import Side, Ticket
 from p2p.home import ConfigError
-from p2p.services import BUSINESS, CUSTOMER, Peer, Received
+from p2p.services import BUSINESS, CUSTOMER, Peer, Received, one_by_id
 from p2p.store import support as rows
 from p2p.store.support import TicketRow
 
@@ -345,18 +346,9 @@ class SupportService:
     def _find(self, ticket_id: str, relationship: str | None) -> TicketRow:
         if type(ticket_id) is not str or not ticket_id:
             raise BadArgument("a ticket id is text")
-        if relationship is not None:
-            row = rows.get(self.store, relationship, ticket_id)
-            if row is None:
-                raise UnknownTicket(f"no ticket {ticket_id!r} on relationship {relationship!r}")
-            return row
-        found = rows.find(self.store, ticket_id)
-        if not found:
-            raise UnknownTicket(f"no ticket {ticket_id!r}")
-        if len(found) > 1:
-            raise AmbiguousTicket(f"ticket id {ticket_id!r} names tickets on several relationships; "
-                                  "name one with ?relationship= (--connection)")
-        return found[0]
+        return one_by_id(ticket_id, relationship, get=partial(rows.get, self.store),
+                         find=partial(rows.find, self.store), unknown=UnknownTicket, ambiguous=AmbiguousTicket,
+                         what="ticket")
 
     def _commit(self, peer: Peer, ticket: Ticket, row: TicketRow | None, msgs: list[Message], **save: Any) -> dict:
         """Write the row and queue `msgs` in one transaction, then tell subscribers."""

@@ -19,6 +19,7 @@ relationship -> agreement in force, relationship -> require_agreement override.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from p2p.core import cbor, message
@@ -30,7 +31,7 @@ from p2p.core.protocols.errors import UnexpectedMessage, UnsupportedMessageType
 from p2p.home import ConfigError
 from p2p.store import terms as db
 
-from . import BUSINESS, CUSTOMER, Peer, Received
+from . import BUSINESS, CUSTOMER, Peer, Received, one_by_id
 
 if TYPE_CHECKING:
     from p2p.agent import Agent
@@ -319,17 +320,9 @@ class TermsService:
         return self._published(row)
 
     def _find(self, agreement_id: str, relationship: str | None) -> db.AgreementRow:
-        if relationship is not None:
-            row = db.get(self.store, relationship, agreement_id)
-            if row is None:
-                raise UnknownAgreement(f"no agreement {agreement_id!r} on relationship {relationship!r}")
-            return row
-        rows = db.find(self.store, agreement_id)
-        if not rows:
-            raise UnknownAgreement(f"no agreement {agreement_id!r}")
-        if len(rows) > 1:
-            raise BadArgument(f"agreement id {agreement_id!r} is on several relationships: name the relationship")
-        return rows[0]
+        return one_by_id(agreement_id, relationship, get=partial(db.get, self.store),
+                         find=partial(db.find, self.store), unknown=UnknownAgreement, ambiguous=BadArgument,
+                         what="agreement")
 
     async def agreements(self, relationship_id: str) -> dict:
         """Every agreement thread of a relationship, oldest first, and which one is in force."""
