@@ -647,8 +647,13 @@ class Agent:
             records += rec
             counts.append(len(out))
         seqs = self._commit(outgoing, records, now)
-        for session in sessions:
-            session.wake()
+        if self._nursery is not None:
+            # Wake the links in a task of their own, after the caller (an API request)
+            # had its turn: its answer then goes out before thousands of first sends.
+            self._nursery.start_soon(_wake_later, sessions)
+        else:
+            for session in sessions:
+                session.wake()
         result, i = [], 0
         for n in counts:
             result.append(seqs[i:i + n])
@@ -1242,6 +1247,12 @@ class Agent:
 
     def subscribe(self, *, buffer: int = 1024) -> EventSubscription:
         return EventSubscription(self.hub, buffer)
+
+
+async def _wake_later(sessions: list[Session]) -> None:
+    await trio.sleep(0)
+    for session in sessions:
+        session.wake()
 
 
 async def _close_with(served: ServedConnection, reason: str) -> None:
