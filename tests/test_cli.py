@@ -37,3 +37,16 @@ def test_inspect_decodes_an_envelope_from_hex():
 def test_inspect_reports_truncation():
     out = p2p("inspect", "-", stdin="a2016161")
     assert out.returncode == 1 and out.stderr.startswith("p2p: truncated:")
+
+
+def test_inbox_summary_says_what_a_message_says():
+    from p2p.cli._common import _summary
+    n = "https://p2p.example/notifications/1.0/notify"
+    assert _summary({"type": n, "body": {"title": "Order shipped", "body": "Today."}}) == \
+        "notifications/1.0/notify: Order shipped: Today."
+    assert _summary({"type": "https://p2p.example/support/1.0/open", "body": {"subject": "Lid", "text": "Scratched"}}) \
+        == "support/1.0/open: Lid / Scratched"
+    assert _summary({"type": "https://p2p.example/ownership/1.0/record", "body": {}, "attachments": [{"id": "record"}]}) \
+        == "ownership/1.0/record: (1 attachment)"
+    assert _summary({"type": "https://example.com/x/1.0/y", "body": {"a": 1}}) == 'x/1.0/y: {"a": 1}'
+    assert len(_summary({"type": n, "body": {"title": "t" * 300}})) == 100

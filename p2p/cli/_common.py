@@ -133,10 +133,18 @@ def _table(rows: list[list[str]], header: list[str]) -> None:
 
 def _summary(msg: dict, width: int = 100) -> str:
     body = msg.get("body") or {}
+    kind = "/".join(str(msg.get("type", "?")).split("/")[-3:])
+    attached = len(msg.get("attachments") or ())
     if msg.get("type") == BASIC_MESSAGE and isinstance(body.get("content"), str):
         text = body["content"]
+    elif isinstance(body.get("title"), str):  # a notification: what it says, not its JSON
+        text = f"{kind}: {body['title']}" + (f": {body['body']}" if isinstance(body.get("body"), str) else "")
+    elif isinstance(body.get("subject"), str) or isinstance(body.get("text"), str):  # a ticket's message
+        text = f"{kind}: " + " / ".join(body[k] for k in ("subject", "text") if isinstance(body.get(k), str))
+    elif not body and attached:  # e.g. an ownership record or maker update, signed inside
+        text = f"{kind}: ({attached} attachment{'s' if attached > 1 else ''})"
     else:
-        text = f"{'/'.join(str(msg.get('type', '?')).split('/')[-3:])}: {json.dumps(body, ensure_ascii=False)}"
+        text = f"{kind}: {json.dumps(body, ensure_ascii=False)}"
     text = " ".join(text.split())
     return text if len(text) <= width else text[:width - 1] + "…"
 
