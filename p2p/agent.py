@@ -901,7 +901,7 @@ class Agent:
     async def status(self) -> dict:
         rels = self.store.relationship_counts()
         out = self.store.outbox_counts()
-        return {"did": self.did, "endpoint": self.endpoint, "version": __version__,
+        return {"did": self.did, "endpoint": self.endpoint, "version": __version__, "role": self.role,
                 "relationships": {"active": rels.get("active", 0), "revoked": rels.get("revoked", 0)},
                 "outbox": {k: out.get(k, 0) for k in ("queued", "sent", "failed", "expired")},
                 "connections": sum(1 for s in self.sessions.by_id.values() if s.link is not None),

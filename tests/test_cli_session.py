@@ -62,6 +62,7 @@ def test_first_session(tmp_path):
         bea.start()
         status = p2p(shop, "status").stdout
         assert "did:peer:2" in status and f"127.0.0.1:{shop.p2p_port}" in status
+        assert "role         customer" in status  # the default side
 
         # The shop invites; the first line is the URL, alone.
         invite = p2p(shop, "invite", "--label", "Acme Shop", "--no-qr").stdout
@@ -128,6 +129,7 @@ def test_first_session(tmp_path):
         shop.write_config()
         shop.start()
         bea.start()
+        assert "role         business" in p2p(shop, "status").stdout
         subs = wait_for(lambda: (lambda o: o if "orders" in o else None)(
             p2p(bea, "notifications", "subscriptions", "Acme Shop").stdout), timeout=20, what="the catalogue")
         assert "Your orders" in subs and "shipping and delivery" in subs  # offered to an existing customer

@@ -51,6 +51,7 @@ SCHEMAS: dict[str, Any] = {
                    "detail": STR}, ("error", "detail")),
     "Status": obj({
         "did": STR, "endpoint": opt("string"), "version": STR,
+        "role": {"enum": ["customer", "business"], "description": "its side of the customer-business protocols"},
         "relationships": {"type": "object", "additionalProperties": INT},
         "outbox": {"type": "object", "additionalProperties": INT},
         "connections": {"type": "integer", "description": "relationships with a live transport link now"},

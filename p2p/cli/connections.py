@@ -30,7 +30,8 @@ def cmd_status(client: Any, args: argparse.Namespace) -> None:
         rels += f" ({st['connections']} online)"
     outbox = ", ".join(f"{n} {state}" for state, n in st.get("outbox", {}).items()) or "empty"
     for key, value in [("DID", st["did"]), ("endpoint", st.get("endpoint") or "(not listening)"),
-                       ("version", st.get("version", "?")), ("uptime", _duration(st.get("uptime_s"))),
+                       ("role", st.get("role", "customer")), ("version", st.get("version", "?")),
+                       ("uptime", _duration(st.get("uptime_s"))),
                        ("connections", rels), ("outbox", outbox)]:
         print(f"{key:<12} {value}")
 
