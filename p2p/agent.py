@@ -1142,6 +1142,11 @@ class Agent:
     async def send_many(self, relationship_id: str, messages: list[dict]) -> list[dict]:
         session = self._session(relationship_id)
         rel: _Relationship = session.state
+        for m in messages:
+            service = self._service_for(m["type"]) if isinstance(m, dict) and type(m.get("type")) is str else None
+            if service is not None and getattr(service, "sole_sender", False):
+                raise BadArgument(f"{service.protocol} messages are sent through the {service.name} routes, "
+                                  "which keep its state")
         # An inviter may already queue messages while it waits for `complete`: they
         # travel after its response, in seq order, when the invitee is already active.
         now = self.now()

@@ -22,7 +22,9 @@ Hooks a service MAY also define (the Agent looks them up once, at start):
 
 and MAY set `quiet`: message types (or type prefixes) its own routes present, which the
 application's default message views (inbox, threads) leave out, like the core
-protocols' traffic; `include_protocol` shows them.
+protocols' traffic; `include_protocol` shows them; and `sole_sender = True`: its
+messages are sent only through the service (`Agent.queue`), never through the
+application's `Agent.send`, which would change the peer's state but not ours.
 """
 
 from __future__ import annotations

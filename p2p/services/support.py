@@ -168,6 +168,7 @@ def attachments_from_json(items: Any, new_id: Callable[[], str]) -> tuple[Attach
 class SupportService:
     name = NAME
     protocol = core.PROTOCOL
+    sole_sender = True  # a support message sent around us would be in the thread but not in the ticket
 
     def __init__(self, agent: Agent, *, announce_assignments: bool = True) -> None:
         self.agent = agent
@@ -175,7 +176,6 @@ class SupportService:
         self.announce_assignments = announce_assignments
         self.features = (Feature("protocol", core.PROTOCOL, (agent.role,)),)
         self._cache: OrderedDict[tuple[str, str], tuple[int, Ticket]] = OrderedDict()
-        self._sending: set[str] = set()  # ids of the messages _commit is queueing now
 
     # --- the cache and rebuilding ---------------------------------------------------------
 
@@ -242,15 +242,6 @@ class SupportService:
                          rating=rating.score if rating else None, rating_comment=rating.comment if rating else None,
                          created_at=first.created_time or now, updated_at=now,
                          withdrawn=(row.withdrawn if row is not None else ()) + withdrawn)
-
-    def outbound(self, peer: Peer, msg: Message) -> Message:
-        """Every message the agent seals. A support message not sent by this service
-        (say through POST /v1/messages) would be in the thread without being in the
-        ticket: refused, so both sides' histories stay what the tickets say."""
-        if msg.type in core.MESSAGE_TYPES and msg.id not in self._sending:
-            raise BadArgument("support/1.0 messages are sent with the ticket routes (/v1/tickets), which keep "
-                              "the ticket's state")
-        return msg
 
     # --- receiving --------------------------------------------------------------------------
 
@@ -353,14 +344,10 @@ class SupportService:
     def _commit(self, peer: Peer, ticket: Ticket, row: TicketRow | None, msgs: list[Message], **save: Any) -> dict:
         """Write the row and queue `msgs` in one transaction, then tell subscribers."""
         agent = self.agent
-        self._sending.update(m.id for m in msgs)
-        try:
-            with self.store.atomic():
-                revision = self._save(peer, ticket, row, agent.now(), **save)
-                if msgs:
-                    agent.queue(peer.id, msgs)
-        finally:
-            self._sending.clear()
+        with self.store.atomic():
+            revision = self._save(peer, ticket, row, agent.now(), **save)
+            if msgs:
+                agent.queue(peer.id, msgs)
         self._put((peer.id, ticket.id), revision, ticket)
         d = ticket_dict(rows.get(self.store, peer.id, ticket.id))
         if msgs:

@@ -121,6 +121,7 @@ class TermsService:
     name = NAME
     protocol = core.PROTOCOL
     quiet = (core.PROTOCOL + "/",)  # the negotiation: its routes show the agreements
+    sole_sender = True  # a terms message sent around us would change the peer's agreement, not ours
 
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
@@ -133,7 +134,6 @@ class TermsService:
         self._required: dict[str, bool] = {r.id: r.require_agreement for r in self.store.list_relationships()
                                            if r.require_agreement is not None}
         self._exempt_cache: dict[str, bool] = {}
-        self._building: set[str] = set()  # ids of terms messages we built, until sealed
 
     def relationship_updated(self, relationship_id: str, row: Any) -> None:
         """The relationship's settings changed (require_agreement None: the config default)."""
@@ -180,14 +180,6 @@ class TermsService:
         core.check_reference(msg, agreement_hash=agreement_hash, required=required)
 
     def outbound(self, peer: Peer, msg: Message) -> Message:
-        if msg.type in core.MESSAGE_TYPES:
-            # Only this service's own terms messages: one queued another way (say through
-            # POST /v1/messages) would change the peer's agreement state but not ours.
-            if msg.id in self._building:
-                self._building.discard(msg.id)
-                return msg
-            raise BadArgument("terms/1.0 messages are sent with the agreement routes (/v1/relationships/{id}/"
-                              "agreements, /v1/agreements/{id}/...), which keep the agreement's state")
         if peer.side != BUSINESS:
             return msg
         entry = self._in_force.get(peer.id)
@@ -260,7 +252,6 @@ class TermsService:
         agreement = core.Agreement.awaiting(customer=peer.their_did, business=peer.our_did)
         agreement.receive_proffer(msg, customer_key=peer.their_signing_key)
         answer = agreement.respond(self.policy, peer.signer, id=self.agent.new_id(), now=tx.now)
-        self._building.add(answer.id)
         tx.reply(answer)
         reason = answer.body.get("reason") if answer.type == core.REJECT_TYPE else None
         return self._save(rel, agreement, created=tx.now, now=tx.now, reason=reason)
@@ -313,7 +304,6 @@ class TermsService:
         agreement = core.Agreement.drafted(id=aid, terms=terms, customer=peer.our_did, business=peer.their_did,
                                            now=now)
         msg = agreement.proffer(peer.signer, id=aid, now=now)
-        self._building.add(msg.id)
         with self.store.atomic():
             row = self._save(peer.id, agreement, created=now, now=now)
             self.agent.queue(peer.id, [msg])
@@ -346,7 +336,6 @@ class TermsService:
             msg = agreement.reject(reason or "", id=mid, now=now)
         else:
             msg = agreement.withdraw(id=mid, now=now, reason=reason)
-        self._building.add(msg.id)
         with self.store.atomic():
             row = self._save(peer.id, agreement, created=row.created_at, now=now, reason=reason,
                              old_reason=row.reason)
