@@ -23,23 +23,22 @@ def hex_field(request: dict, key: str, *, optional: bool = False) -> bytes | Non
         raise LocalError(f"{key!r} is not hex") from None
 
 
-def text_field(request: dict, key: str, *, optional: bool = False) -> str | None:
-    value = request.get(key)
-    if value is None and optional:
-        return None
-    if type(value) is not str:
-        raise LocalError(f"request needs text {key!r}")
-    return value
-
-
-def int_field(request: dict, key: str, *, optional: bool = False) -> int | None:
+def _typed_field(request: dict, key: str, kind: type, what: str, optional: bool):
     value = request.get(key)
     if value is None and optional:
         return None
     # type() rather than isinstance: JSON true/false must not pass as 1/0.
-    if type(value) is not int:
-        raise LocalError(f"request needs integer {key!r}")
+    if type(value) is not kind:
+        raise LocalError(f"request needs {what} {key!r}")
     return value
+
+
+def text_field(request: dict, key: str, *, optional: bool = False) -> str | None:
+    return _typed_field(request, key, str, "text", optional)
+
+
+def int_field(request: dict, key: str, *, optional: bool = False) -> int | None:
+    return _typed_field(request, key, int, "integer", optional)
 
 
 def agent_keys(request: dict, prefix: str = "") -> keys.AgentKeys:

@@ -20,7 +20,7 @@ from _vectors import VectorSet  # sets up sys.path for the imports below
 import cbor2  # noqa: E402
 
 import ops_envelope  # noqa: E402
-from p2p.core import cbor, cose  # noqa: E402
+from p2p.core import cbor  # noqa: E402
 from p2p.core import envelope as env  # noqa: E402
 
 

@@ -103,7 +103,6 @@ def cases() -> list[tuple[str, str, str, dict, dict | None]]:
     ed_seed0 = bytes.fromhex(PUB_ED25519_SEED0)
     not_a_point = (2**255 - 1).to_bytes(32, "little")  # y = 2^255-1 >= p: not canonical
 
-    cose_ed = cbor.dumps({1: 1, -1: 6, -2: bytes.fromhex(ED_PUB)})
     cose_x = cbor.dumps({1: 1, -1: 4, -2: bytes.fromhex(X_PUB)})
     return [
         ("did-key-ed25519-published", "did:key of the Ed25519 key for seed 00..00 (did:key test vector ed25519-x25519.json)",
